@@ -1,0 +1,151 @@
+"""Celery: the trace and the identity scope travel with each task message into the worker.
+
+When a task is sent, the current trace context, attribute scope and workflow position go
+into one message header, `respan`. In the worker the task runs inside a span named after the
+task, whose parent is the sender's span, with the sender's scope restored, so LLM calls in the
+task carry the request's customer and thread. The Django and Flask adapters connect this by
+themselves; a plain Celery application calls `respan_core.celery.connect()` once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from celery import signals
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from . import client, scope, wire
+from .entity import TASK, WORKFLOW, Entity
+
+logger = logging.getLogger("respan_core")
+
+HEADER = "respan"
+_propagator = TraceContextTextMapPropagator()
+_running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
+
+
+def connect() -> None:
+    """Connect the hooks to Celery's signals; connecting twice changes nothing."""
+    for signal, receiver in (
+        (signals.before_task_publish, _on_publish),
+        (signals.task_prerun, _on_prerun),
+        (signals.task_failure, _on_failure),
+        (signals.task_retry, _on_retry),
+        (signals.task_postrun, _on_postrun),
+        (signals.worker_process_shutdown, _on_shutdown),
+        (signals.worker_shutdown, _on_shutdown),
+    ):
+        signal.connect(receiver, weak=False, dispatch_uid=f"respan_core.{receiver.__name__}")
+
+
+def _on_publish(headers: Optional[dict] = None, **_: Any) -> None:
+    if headers is None:
+        return
+    try:
+        carrier: dict[str, Any] = {}
+        _propagator.inject(carrier)
+        carrier["scope"] = scope.resolved_scope()
+        where = scope.current_position()
+        if where is not None:
+            carrier["position"] = [where.workflow_name, where.entity_path]
+        headers[HEADER] = carrier
+    except Exception:
+        logger.debug("adding the trace to a task message failed", exc_info=True)
+
+
+def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
+    try:
+        request = task.request
+        carrier = _header(request)
+        stack = contextlib.ExitStack()
+        if carrier is not None:
+            parent: Optional[Context] = _propagator.extract(carrier)
+            stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
+            stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
+        elif request.is_eager:
+            parent = None  # runs in the caller's own context, which already holds it all
+        else:
+            parent = Context()  # sent without our hooks: a trace of its own, nothing inherited
+            stack.enter_context(scope.replaced_scope({}))
+            stack.enter_context(scope.position(None))
+
+        kind = TASK if scope.current_position() is not None else WORKFLOW
+        entity = Entity(
+            kind,
+            task.name,
+            parent=parent,
+            attributes={
+                "celery.task_id": task_id,
+                "celery.task_name": task.name,
+                "celery.retries": request.retries or 0,
+            },
+        )
+        stack.enter_context(entity.activated())
+        _running[task_id] = (entity, stack)
+    except Exception:
+        logger.debug("starting the span of task %s failed", task_id, exc_info=True)
+
+
+def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
+    running = _running.get(task_id)
+    if running is not None:
+        running[0].fail(exception)
+
+
+def _on_retry(request: Any, reason: Any, **_: Any) -> None:
+    running = _running.get(getattr(request, "id", None) or "")
+    if running is not None:
+        running[0].span.add_event("celery.retry", {"reason": str(reason)[:1000]})
+
+
+def _on_postrun(task_id: str, state: Optional[str] = None, **_: Any) -> None:
+    running = _running.pop(task_id, None)
+    if running is None:
+        return
+    entity, stack = running
+    try:
+        if state:
+            entity.span.set_attribute("celery.state", state)
+        stack.close()
+    except Exception:
+        logger.debug("leaving the context of task %s failed", task_id, exc_info=True)
+    finally:
+        entity.end()
+
+
+def _on_shutdown(**_: Any) -> None:
+    client.flush(timeout=10.0)
+
+
+def _header(request: Any) -> Optional[Mapping[str, Any]]:
+    carrier = getattr(request, HEADER, None)
+    if carrier is None and isinstance(getattr(request, "headers", None), Mapping):
+        carrier = request.headers.get(HEADER)
+    if carrier is not None and not isinstance(carrier, Mapping):
+        logger.debug("ignoring a %s header that is not a mapping", HEADER)
+        return None
+    return carrier
+
+
+def _valid_scope(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        return {}
+    valid: dict[str, Any] = {}
+    for key, field in value.items():
+        if key == "metadata" and isinstance(field, Mapping):
+            valid[key] = {str(k): v for k, v in field.items() if isinstance(v, (str, int, float))}
+        elif key in wire.SCOPE_KEYS and isinstance(field, str):
+            valid[key] = field
+    return valid
+
+
+def _valid_position(value: Any) -> Optional[scope.Position]:
+    if isinstance(value, list) and len(value) == 2 and all(
+        item is None or isinstance(item, str) for item in value
+    ):
+        return scope.Position(value[0], value[1] or "")
+    return None

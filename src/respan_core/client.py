@@ -1,0 +1,152 @@
+"""The `Respan` client: one tracer provider of its own, its processors and its exporter.
+
+The client never touches the application's global TracerProvider. Spans made by the
+decorators, the web adapters and the Celery hooks go through the active client (the one
+created last); instrumentations passed to it are instrumented on its provider.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from .scope import ScopeProcessor
+
+logger = logging.getLogger("respan_core")
+
+DEFAULT_BASE_URL = "https://api.respan.ai/api"
+_FALSE = {"0", "false", "no", "off"}
+
+_active: Optional["Respan"] = None
+
+
+class Respan:
+    """Trace LLM calls, workflows and tasks to Respan, or to a local store without a key.
+
+    `api_key` falls back to `RESPAN_API_KEY`, `base_url` to `RESPAN_BASE_URL`. Without a key,
+    spans are kept in a local SQLite file (`local_store`, else `RESPAN_LOCAL_STORE`, else
+    `~/.respan/traces.sqlite3`) that `respan traces` prints.
+
+    `customer_identifier`, `thread_identifier`, `metadata` and `environment` are defaults for
+    every span: the outermost scope under any `propagate_attributes`.
+    """
+
+    def __init__(
+        self,
+        api_key: Optional[str] = None,
+        base_url: Optional[str] = None,
+        instrumentations: Sequence[Any] = (),
+        customer_identifier: Optional[str] = None,
+        thread_identifier: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        environment: Optional[str] = None,
+        *,
+        local_store: Optional[str] = None,
+        trace_content: Optional[bool] = None,
+        service_name: Optional[str] = None,
+        exporter: Optional[SpanExporter] = None,
+    ):
+        self.api_key = api_key or os.environ.get("RESPAN_API_KEY") or None
+        self.base_url = (base_url or os.environ.get("RESPAN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+        if trace_content is None:
+            trace_content = os.environ.get("RESPAN_TRACE_CONTENT", "true").lower() not in _FALSE
+        self.trace_content = trace_content
+        self.local_store = None
+
+        defaults = {
+            "customer_identifier": customer_identifier,
+            "thread_identifier": thread_identifier,
+            "metadata": dict(metadata or {}),
+            "environment": environment,
+        }
+        resource = Resource.create({"service.name": service_name or "respan-app"})
+        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer_provider.add_span_processor(
+            ScopeProcessor({key: value for key, value in defaults.items() if value})
+        )
+        self.tracer_provider.add_span_processor(
+            BatchSpanProcessor(exporter or self._default_exporter(local_store))
+        )
+        self.tracer = self.tracer_provider.get_tracer("respan_core")
+
+        global _active
+        _active = self
+        for instrumentor in instrumentations:
+            self.instrument(instrumentor)
+
+    def _default_exporter(self, local_store: Optional[str]) -> SpanExporter:
+        if self.api_key:
+            from .export import RespanExporter
+
+            return RespanExporter(self.traces_endpoint, self.api_key)
+
+        from .local_store import LocalStoreExporter, default_path
+
+        self.local_store = local_store or default_path()
+        logger.warning(
+            "Respan: no API key set, so traces are kept locally in %s. "
+            "Run `respan traces --store %s` to see them; set RESPAN_API_KEY to send them "
+            "to Respan.",
+            self.local_store,
+            self.local_store,
+        )
+        return LocalStoreExporter(self.local_store)
+
+    @property
+    def traces_endpoint(self) -> str:
+        if self.base_url.endswith("/v2/traces"):
+            return self.base_url
+        return f"{self.base_url}/v2/traces"
+
+    def instrument(self, instrumentor: Any) -> None:
+        """Instrument an OpenTelemetry instrumentor on this client's tracer provider."""
+        if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
+            logger.debug("%s is already instrumented", type(instrumentor).__name__)
+            return
+        instrumentor.instrument(tracer_provider=self.tracer_provider)
+
+    def instrument_litellm(self) -> None:
+        """Trace LiteLLM calls, instrumenting LiteLLM when (and only if) it is imported."""
+        from .litellm import instrument_when_imported
+
+        instrument_when_imported(self)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Export every finished span now; True when all went within `timeout` seconds."""
+        return self.tracer_provider.force_flush(int(timeout * 1000))
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting. Spans started afterwards are not recorded."""
+        global _active
+        self.tracer_provider.shutdown()
+        if _active is self:
+            _active = None
+
+
+def active() -> Optional[Respan]:
+    """The client created last, or None."""
+    return _active
+
+
+def get_tracer() -> trace.Tracer:
+    if _active is not None:
+        return _active.tracer
+    return trace.get_tracer("respan_core")
+
+
+def trace_content() -> bool:
+    return _active.trace_content if _active is not None else False
+
+
+def flush(timeout: float = 30.0) -> bool:
+    """Flush the active client; True when there is nothing left to export."""
+    return _active.flush(timeout) if _active is not None else True

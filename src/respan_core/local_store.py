@@ -1,0 +1,168 @@
+"""The embedded trace store: finished spans in a local SQLite file, no account needed.
+
+Every process (web workers, Celery children) appends to the same file; `recent_traces` reads
+it back for `respan traces`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from .export import translated
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    is_error INTEGER NOT NULL,
+    status_message TEXT,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+"""
+
+
+def default_path() -> str:
+    return os.environ.get("RESPAN_LOCAL_STORE") or str(Path.home() / ".respan" / "traces.sqlite3")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.executescript(_SCHEMA)
+    return connection
+
+
+class LocalStoreExporter(SpanExporter):
+    """Writes finished spans, with Respan's attribute keys, to a SQLite file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: Optional[sqlite3.Connection] = None
+        self._pid = 0
+
+    def _connection_for_this_process(self) -> sqlite3.Connection:
+        # A SQLite connection must not cross a fork: each process opens its own.
+        if self._connection is None or self._pid != os.getpid():
+            self._connection = _connect(self.path)
+            self._pid = os.getpid()
+        return self._connection
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        rows = [_row(translated(span)) for span in spans]
+        with self._lock:
+            connection = self._connection_for_this_process()
+            with connection:
+                connection.executemany(
+                    "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+
+def _row(span: ReadableSpan) -> tuple:
+    parent = span.parent
+    events = [
+        {"name": event.name, "attributes": dict(event.attributes or {})} for event in span.events
+    ]
+    return (
+        format(span.context.trace_id, "032x"),
+        format(span.context.span_id, "016x"),
+        format(parent.span_id, "016x") if parent else None,
+        span.name,
+        span.start_time,
+        span.end_time,
+        int(span.status.status_code is StatusCode.ERROR),
+        span.status.description,
+        json.dumps(dict(span.attributes or {}), default=str),
+        json.dumps(events, default=str),
+    )
+
+
+@dataclass
+class StoredSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: Optional[str]
+    name: str
+    start_ns: int
+    end_ns: int
+    is_error: bool
+    status_message: Optional[str]
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    children: list["StoredSpan"] = field(default_factory=list)
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass
+class StoredTrace:
+    trace_id: str
+    roots: list[StoredSpan]
+    spans: list[StoredSpan]
+
+
+def recent_traces(path: str, limit: int = 10) -> list[StoredTrace]:
+    """The `limit` most recently started traces, newest first, each as a tree of spans."""
+    if not Path(path).exists():
+        return []
+    connection = _connect(path)
+    try:
+        trace_ids = [
+            row[0]
+            for row in connection.execute(
+                "SELECT trace_id FROM spans GROUP BY trace_id ORDER BY MIN(start_ns) DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+        return [_load_trace(connection, trace_id) for trace_id in trace_ids]
+    finally:
+        connection.close()
+
+
+def _load_trace(connection: sqlite3.Connection, trace_id: str) -> StoredTrace:
+    spans = [
+        StoredSpan(
+            *row[:6],
+            is_error=bool(row[6]),
+            status_message=row[7],
+            attributes=json.loads(row[8]),
+            events=json.loads(row[9]),
+        )
+        for row in connection.execute(
+            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id,)
+        )
+    ]
+    by_id = {span.span_id: span for span in spans}
+    roots = []
+    for span in spans:
+        parent = by_id.get(span.parent_span_id) if span.parent_span_id else None
+        (parent.children if parent else roots).append(span)
+    return StoredTrace(trace_id, roots, spans)

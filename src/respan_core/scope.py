@@ -1,0 +1,194 @@
+"""The attribute scope: who the work is for, and where in a workflow it runs.
+
+`propagate_attributes` opens a scope (customer, thread, metadata, environment, ...) that every
+span started inside it carries, LLM spans included. `ScopeProcessor` stamps it onto spans as
+they start. Scopes live in context variables, so they follow threads' and coroutines' own
+contexts, and the Celery hooks carry them into workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Optional, Union
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from . import wire
+
+logger = logging.getLogger("respan_core")
+
+# A scope value is a string, or a zero-argument callable evaluated when a span needs it (the
+# web adapters use that for identity the application may establish during the request).
+Value = Union[str, Callable[[], Optional[str]], None]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_scope: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
+
+
+@dataclass
+class Position:
+    """Where a span runs: the enclosing workflow, and the path of the enclosing task if any.
+
+    A workflow renames itself once its final name is known, hence not frozen.
+    """
+
+    workflow_name: Optional[str]
+    entity_path: str = ""
+
+
+_position: ContextVar[Optional[Position]] = ContextVar("respan_position", default=None)
+
+
+@contextlib.contextmanager
+def propagate_attributes(
+    *,
+    customer_identifier: Value = None,
+    customer_email: Value = None,
+    customer_name: Value = None,
+    thread_identifier: Value = None,
+    session_identifier: Value = None,
+    custom_identifier: Value = None,
+    trace_group_identifier: Value = None,
+    environment: Value = None,
+    metadata: Optional[Mapping[str, Any]] = None,
+    prompt: Optional[Mapping[str, Any]] = None,
+) -> Iterator[None]:
+    """Stamp these attributes on every span started inside the `with` block.
+
+    Nested scopes merge: an inner value wins, and `metadata` merges key by key. Values left as
+    None are inherited from the enclosing scope (or the `Respan(...)` defaults).
+    """
+    fields = {key: value for key, value in locals().items() if value is not None}
+    token = _scope.set(merge_scopes(_scope.get(), fields))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[str, Any]:
+    merged = dict(outer)
+    for key, value in inner.items():
+        if value is None:
+            continue
+        if key == "metadata":
+            value = {**merged.get("metadata", {}), **value}
+        merged[key] = value
+    return MappingProxyType(merged)
+
+
+def current_scope() -> Mapping[str, Any]:
+    return _scope.get()
+
+
+def resolved_scope() -> dict[str, Any]:
+    """The current scope with lazy values evaluated and empty ones left out."""
+    resolved: dict[str, Any] = {}
+    for key, value in _scope.get().items():
+        if key == "metadata":
+            resolved[key] = dict(value)
+            continue
+        value = _evaluate(value)
+        if value is not None:
+            resolved[key] = value
+    return resolved
+
+
+@contextlib.contextmanager
+def replaced_scope(scope: Mapping[str, Any]) -> Iterator[None]:
+    """Replace the current scope wholesale (where a scope arrives from another process)."""
+    token = _scope.set(MappingProxyType(dict(scope)))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def current_position() -> Optional[Position]:
+    return _position.get()
+
+
+@contextlib.contextmanager
+def position(value: Optional[Position]) -> Iterator[None]:
+    token = _position.set(value)
+    try:
+        yield
+    finally:
+        _position.reset(token)
+
+
+def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The span attributes of a scope: one `respan.*` key per field and per metadata key."""
+    attributes: dict[str, str] = {}
+    for key, value in scope.items():
+        if key == "metadata":
+            for meta_key, meta_value in value.items():
+                if meta_value is not None:
+                    attributes[wire.METADATA_PREFIX + str(meta_key)] = str(meta_value)
+            continue
+        value = _evaluate(value)
+        if value is None:
+            continue
+        if key == "prompt" and not isinstance(value, str):
+            value = _json(value)
+        attributes[wire.SCOPE_KEYS[key]] = str(value)
+    return attributes
+
+
+def _evaluate(value: Any) -> Any:
+    if not callable(value):
+        return value
+    try:
+        return value()
+    except Exception:
+        logger.debug("evaluating a scope value failed", exc_info=True)
+        return None
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str)
+
+
+class ScopeProcessor(SpanProcessor):
+    """Stamps the scope and the workflow position on every span as it starts.
+
+    The client's defaults act as the outermost scope. A value a span already has is kept.
+    """
+
+    def __init__(self, defaults: Mapping[str, Any]):
+        self._defaults = MappingProxyType(dict(defaults))
+
+    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+        try:
+            attributes = scope_attributes(merge_scopes(self._defaults, _scope.get()))
+            attributes.update(_position_attributes(span))
+            existing = span.attributes or {}
+            span.set_attributes(
+                {key: value for key, value in attributes.items() if key not in existing}
+            )
+        except Exception:
+            logger.debug("stamping the scope on a span failed", exc_info=True)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+
+def _position_attributes(span: Span) -> dict[str, str]:
+    where = _position.get()
+    if where is None:
+        return {}
+    attributes = {wire.ENTITY_NAME: span.name}
+    path = where.entity_path or where.workflow_name
+    if path:
+        attributes[wire.ENTITY_PATH] = path
+    if where.workflow_name:
+        attributes[wire.WORKFLOW_NAME] = where.workflow_name
+    return attributes

@@ -1,0 +1,92 @@
+"""Respan's span attribute keys, and the translation of OpenInference LLM spans into them.
+
+Respan reads Traceloop-style keys for workflows and tasks, `respan.*` keys for identity and
+`gen_ai.*` keys for LLM calls. openinference-instrumentation-litellm writes OpenInference keys,
+so every exporter of this package passes span attributes through `to_respan_attributes` first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+SPAN_KIND = "traceloop.span.kind"
+ENTITY_NAME = "traceloop.entity.name"
+ENTITY_PATH = "traceloop.entity.path"
+WORKFLOW_NAME = "traceloop.workflow.name"
+ENTITY_INPUT = "traceloop.entity.input"
+ENTITY_OUTPUT = "traceloop.entity.output"
+
+# Scope fields (the keyword arguments of `propagate_attributes`) and their span keys.
+SCOPE_KEYS = {
+    "customer_identifier": "respan.customer_params.customer_identifier",
+    "customer_email": "respan.customer_params.email",
+    "customer_name": "respan.customer_params.name",
+    "thread_identifier": "respan.threads.thread_identifier",
+    "session_identifier": "respan.sessions.session_identifier",
+    "custom_identifier": "respan.span_params.custom_identifier",
+    "trace_group_identifier": "respan.trace.trace_group_identifier",
+    "environment": "respan.environment",
+    "prompt": "respan.prompt",
+}
+METADATA_PREFIX = "respan.metadata."
+
+CUSTOMER_IDENTIFIER = SCOPE_KEYS["customer_identifier"]
+THREAD_IDENTIFIER = SCOPE_KEYS["thread_identifier"]
+ENVIRONMENT = SCOPE_KEYS["environment"]
+
+_LOG_TYPES = {
+    "LLM": "chat",
+    "EMBEDDING": "embedding",
+    "CHAIN": "workflow",
+    "TOOL": "tool",
+    "AGENT": "agent",
+}
+_REQUEST_TYPES = {"LLM": "chat", "EMBEDDING": "embedding"}
+
+_RENAMED = {
+    "llm.model_name": ("gen_ai.request.model",),
+    "llm.provider": ("gen_ai.system",),
+    "llm.system": ("gen_ai.system",),
+    "llm.token_count.prompt": ("gen_ai.usage.prompt_tokens", "gen_ai.usage.input_tokens"),
+    "llm.token_count.completion": (
+        "gen_ai.usage.completion_tokens",
+        "gen_ai.usage.output_tokens",
+    ),
+    "llm.token_count.total": ("llm.usage.total_tokens",),
+    "input.value": (ENTITY_INPUT,),
+    "output.value": (ENTITY_OUTPUT,),
+}
+_MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(role|content)$")
+_MESSAGE_PREFIX = {"input": "gen_ai.prompt", "output": "gen_ai.completion"}
+
+
+def to_respan_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the attributes with OpenInference keys translated to Respan's.
+
+    Keys Respan does not know are kept as they are; a Respan key already present wins over a
+    translated one.
+    """
+    kind = attributes.get("openinference.span.kind")
+    if kind is None:
+        return dict(attributes)
+
+    translated: dict[str, Any] = {}
+    if kind in _REQUEST_TYPES:
+        translated["llm.request.type"] = _REQUEST_TYPES[kind]
+    if kind in _LOG_TYPES:
+        translated["respan.entity.log_type"] = _LOG_TYPES[kind]
+
+    for key, value in attributes.items():
+        for respan_key in _RENAMED.get(key, ()):
+            translated[respan_key] = str(value).lower() if respan_key == "gen_ai.system" else value
+        message = _MESSAGE.match(key)
+        if message:
+            direction, index, field = message.groups()
+            translated[f"{_MESSAGE_PREFIX[direction]}.{index}.{field}"] = value
+
+    result = dict(attributes)
+    for key, value in translated.items():
+        result.setdefault(key, value)
+    return result
