@@ -92,13 +92,6 @@ class Respan:
         from .local_store import LocalStoreExporter, default_path
 
         self.local_store = local_store or default_path()
-        logger.warning(
-            "Respan: no API key set, so traces are kept locally in %s. "
-            "Run `respan traces --store %s` to see them; set RESPAN_API_KEY to send them "
-            "to Respan.",
-            self.local_store,
-            self.local_store,
-        )
         return LocalStoreExporter(self.local_store)
 
     @property

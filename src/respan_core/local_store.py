@@ -7,6 +7,7 @@ it back for `respan traces`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from .export import translated
+
+logger = logging.getLogger("respan_core")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -63,6 +66,14 @@ class LocalStoreExporter(SpanExporter):
     def _connection_for_this_process(self) -> sqlite3.Connection:
         # A SQLite connection must not cross a fork: each process opens its own.
         if self._connection is None or self._pid != os.getpid():
+            if self._connection is None:
+                logger.warning(
+                    "Respan: no API key set, so traces are kept locally in %s. "
+                    "See them with `respan traces --store %s`; set RESPAN_API_KEY to send "
+                    "them to Respan.",
+                    self.path,
+                    self.path,
+                )
             self._connection = _connect(self.path)
             self._pid = os.getpid()
         return self._connection

@@ -1,0 +1,25 @@
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.views.decorators.http import require_POST
+
+from . import llm
+from .tasks import summarize_conversation
+
+
+@login_required
+@require_POST
+def chat(request, conversation_id: int):
+    try:
+        message = json.loads(request.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return HttpResponseBadRequest('send JSON: {"message": "..."}')
+
+    answer = llm.reply([{"role": "user", "content": message}])
+    result = summarize_conversation.delay(conversation_id, message, answer)
+    return JsonResponse({"reply": answer, "summary_task": result.id})
+
+
+def health(request):
+    return HttpResponse("ok")

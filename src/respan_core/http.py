@@ -1,0 +1,61 @@
+"""What the web adapters share: the request's workflow span and the incoming trace context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Status, StatusCode
+
+from .entity import WORKFLOW, Entity
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    """Reads HTTP headers out of a WSGI environ (or Django's `request.META`)."""
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> Optional[list[str]]:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [key[5:].lower().replace("_", "-") for key in carrier if key.startswith("HTTP_")]
+
+
+_environ_getter = _EnvironGetter()
+
+
+def incoming_context(environ: Mapping[str, Any]) -> Optional[Context]:
+    """The parent of a request's workflow span.
+
+    Inside a span the application already opened (its own OpenTelemetry server span, say) the
+    workflow nests under it; otherwise an incoming `traceparent` header is honoured.
+    """
+    if trace.get_current_span().get_span_context().is_valid:
+        return None
+    return propagate.extract(environ, getter=_environ_getter)
+
+
+def start_request_span(method: str, path: str, environ: Mapping[str, Any]) -> Entity:
+    """Open the workflow span of one HTTP request, named `METHOD /path` until renamed."""
+    return Entity(
+        WORKFLOW,
+        f"{method} {path}",
+        span_name=f"{method} {path}",
+        parent=incoming_context(environ),
+        attributes={"http.request.method": method, "url.path": path},
+    )
+
+
+def name_request_span(entity: Entity, method: str, route: str) -> None:
+    """Name the span after the route pattern once routing has matched one."""
+    entity.rename(f"{method} {route}")
+    entity.span.set_attribute("http.route", route)
+
+
+def finish_request_span(entity: Entity, status_code: int) -> None:
+    entity.span.set_attribute("http.response.status_code", status_code)
+    if status_code >= 500:
+        entity.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))

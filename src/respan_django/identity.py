@@ -1,0 +1,39 @@
+"""Who a request is for: the default customer and thread identifiers.
+
+Both read only what the request already has: they never load a user or a session the
+application did not load, never create or save a session, and so never add `Vary: Cookie`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from django.utils.crypto import salted_hmac
+from django.utils.functional import LazyObject, empty
+
+
+def authenticated_user_id(request: Any) -> Optional[str]:
+    """The authenticated user's primary key as a string, once the request has loaded the user.
+
+    `request.user` is lazy: until the application (a view, a decorator such as
+    `login_required`, or Django REST Framework's authentication) touches it, there is no user
+    to report, and forcing it would cost the request a session and a user query.
+    """
+    user = request.__dict__.get("user")
+    if isinstance(user, LazyObject):
+        user = None if user._wrapped is empty else user._wrapped
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return str(user.pk)
+
+
+def session_thread_id(request: Any) -> Optional[str]:
+    """A keyed one-way digest of the session key, or None without a session.
+
+    The session key is a credential, so only this digest (keyed with SECRET_KEY) leaves the
+    process. Reading the key does not load the session.
+    """
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if not session_key:
+        return None
+    return salted_hmac("respan_django.thread_identifier", session_key).hexdigest()[:32]

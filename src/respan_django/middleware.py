@@ -1,0 +1,112 @@
+"""One workflow span per request, carrying the request's customer and thread.
+
+Place `respan_django.middleware.RespanMiddleware` after `AuthenticationMiddleware`. Every span
+started while the request is handled (LiteLLM calls, `@task` functions, Celery tasks sent from
+the view) joins the request's trace and carries its identity.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+from respan_core import http, propagate_attributes
+from respan_core.entity import Entity
+from respan_core.scope import scope_attributes
+
+from .apps import start
+
+logger = logging.getLogger("respan_django")
+
+_REQUEST_SPAN = "_respan_span"
+
+
+class RespanMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.settings = start()[0]
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        entity = self._start(request)
+        if entity is None:
+            return self.get_response(request)
+        try:
+            with entity.activated(), self._identity_scope(request):
+                response = self.get_response(request)
+        except BaseException as exception:
+            self._fail(entity, exception)
+            raise
+        self._finish(entity, request, response)
+        return response
+
+    async def _acall(self, request: Any) -> Any:
+        entity = self._start(request)
+        if entity is None:
+            return await self.get_response(request)
+        try:
+            with entity.activated(), self._identity_scope(request):
+                response = await self.get_response(request)
+        except BaseException as exception:
+            self._fail(entity, exception)
+            raise
+        self._finish(entity, request, response)
+        return response
+
+    def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
+        entity: Optional[Entity] = getattr(request, _REQUEST_SPAN, None)
+        match = getattr(request, "resolver_match", None)
+        if entity is not None and match is not None and match.route:
+            http.name_request_span(entity, request.method, "/" + match.route.lstrip("^/"))
+        return None
+
+    def process_exception(self, request: Any, exception: Exception) -> None:
+        entity: Optional[Entity] = getattr(request, _REQUEST_SPAN, None)
+        if entity is not None:
+            entity.fail(exception)
+        return None
+
+    def _start(self, request: Any) -> Optional[Entity]:
+        try:
+            entity = http.start_request_span(request.method, request.path, request.META)
+            setattr(request, _REQUEST_SPAN, entity)
+            return entity
+        except Exception:
+            logger.warning("Respan could not start the span of a request", exc_info=True)
+            return None
+
+    def _identity(self, request: Any) -> dict[str, Callable[[], Optional[str]]]:
+        # Evaluated each time a span starts, so identity the view establishes (a login, an
+        # API authentication) is still picked up.
+        return {
+            "customer_identifier": lambda: self.settings.customer_identifier(request),
+            "thread_identifier": lambda: self.settings.thread_identifier(request),
+        }
+
+    def _identity_scope(self, request: Any) -> Any:
+        return propagate_attributes(**self._identity(request))
+
+    def _fail(self, entity: Entity, exception: BaseException) -> None:
+        entity.fail(exception)
+        entity.end()
+
+    def _finish(self, entity: Entity, request: Any, response: Any) -> None:
+        try:
+            entity.span.set_attributes(scope_attributes(self._identity(request)))
+            http.finish_request_span(entity, response.status_code)
+        except Exception:
+            logger.debug("finishing the span of a request failed", exc_info=True)
+        if getattr(response, "streaming", False):
+            # The body is produced after this returns; the span ends when the server closes it.
+            response._resource_closers.append(entity.end)
+        else:
+            entity.end()
