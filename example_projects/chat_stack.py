@@ -66,13 +66,7 @@ class DjangoChatStack:
     def _start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.manage("migrate", "--no-input")
-        self.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import User; "
-            f"User.objects.filter(username={USERNAME!r}).exists() or "
-            f"User.objects.create_user({USERNAME!r}, password={PASSWORD!r})",
-        )
+        self.user_pk = self._ensure_user()
         self._spawn(
             "web",
             [sys.executable, "-m", "gunicorn", "chatsite.wsgi", "--bind",
@@ -133,16 +127,17 @@ class DjangoChatStack:
     def session_key(self) -> Optional[str]:
         return self.session.cookies.get("sessionid")
 
-    def user_pk(self) -> str:
-        from subprocess import check_output
-
-        return check_output(
+    def _ensure_user(self) -> str:
+        """Create the example user if missing; return its primary key."""
+        output = subprocess.run(
             [sys.executable, str(DJANGO_CHAT / "manage.py"), "shell", "-c",
-             f"from django.contrib.auth.models import User; "
-             f"print(User.objects.get(username={USERNAME!r}).pk)"],
-            env=self.env,
-            text=True,
-        ).strip()
+             "from django.contrib.auth.models import User\n"
+             f"user = User.objects.filter(username={USERNAME!r}).first() or "
+             f"User.objects.create_user({USERNAME!r}, password={PASSWORD!r})\n"
+             "print(user.pk)"],
+            env=self.env, check=True, capture_output=True, text=True,
+        ).stdout
+        return output.split()[-1]
 
     def stop(self) -> None:
         """Warm shutdown: each process flushes its spans before it exits."""

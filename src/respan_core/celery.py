@@ -26,10 +26,16 @@ logger = logging.getLogger("respan_core")
 HEADER = "respan"
 _propagator = TraceContextTextMapPropagator()
 _running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
+_client: Optional[client.Respan] = None
 
 
-def connect() -> None:
-    """Connect the hooks to Celery's signals; connecting twice changes nothing."""
+def connect(respan: Optional[client.Respan] = None) -> None:
+    """Connect the hooks to Celery's signals; connecting twice changes nothing.
+
+    Task spans go to `respan`, else to the active client.
+    """
+    global _client
+    _client = respan
     for signal, receiver in (
         (signals.before_task_publish, _on_publish),
         (signals.task_prerun, _on_prerun),
@@ -74,6 +80,7 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
             stack.enter_context(scope.position(None))
 
         kind = TASK if scope.current_position() is not None else WORKFLOW
+        respan = _respan()
         entity = Entity(
             kind,
             task.name,
@@ -83,6 +90,7 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
                 "celery.task_name": task.name,
                 "celery.retries": request.retries or 0,
             },
+            tracer=respan.tracer if respan is not None else None,
         )
         stack.enter_context(entity.activated())
         _running[task_id] = (entity, stack)
@@ -118,7 +126,13 @@ def _on_postrun(task_id: str, state: Optional[str] = None, **_: Any) -> None:
 
 
 def _on_shutdown(**_: Any) -> None:
-    client.flush(timeout=10.0)
+    respan = _respan()
+    if respan is not None:
+        respan.flush(timeout=10.0)
+
+
+def _respan() -> Optional[client.Respan]:
+    return _client or client.active()
 
 
 def _header(request: Any) -> Optional[Mapping[str, Any]]:

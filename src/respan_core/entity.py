@@ -38,6 +38,7 @@ class Entity:
         parent: Optional[Context] = None,
         attributes: Optional[Mapping[str, Any]] = None,
         links: Sequence[Link] = (),
+        tracer: Optional[trace.Tracer] = None,
     ):
         outer = current_position()
         if kind == WORKFLOW:
@@ -53,7 +54,8 @@ class Entity:
         entity_attributes.update(attributes or {})
 
         self.kind = kind
-        self.span = client.get_tracer().start_span(
+        tracer = tracer or client.get_tracer()
+        self.span = tracer.start_span(
             span_name or f"{name}.{kind}",
             context=parent,
             attributes=entity_attributes,

@@ -38,7 +38,9 @@ def incoming_context(environ: Mapping[str, Any]) -> Optional[Context]:
     return propagate.extract(environ, getter=_environ_getter)
 
 
-def start_request_span(method: str, path: str, environ: Mapping[str, Any]) -> Entity:
+def start_request_span(
+    tracer: trace.Tracer, method: str, path: str, environ: Mapping[str, Any]
+) -> Entity:
     """Open the workflow span of one HTTP request, named `METHOD /path` until renamed."""
     return Entity(
         WORKFLOW,
@@ -46,6 +48,7 @@ def start_request_span(method: str, path: str, environ: Mapping[str, Any]) -> En
         span_name=f"{method} {path}",
         parent=incoming_context(environ),
         attributes={"http.request.method": method, "url.path": path},
+        tracer=tracer,
     )
 
 

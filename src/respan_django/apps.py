@@ -44,6 +44,6 @@ def start() -> tuple[RespanSettings, respan_core.Respan]:
     if settings.instrument_celery and importlib.util.find_spec("celery") is not None:
         from respan_core import celery as respan_celery
 
-        respan_celery.connect()
+        respan_celery.connect(client)
     _started = (settings, client)
     return _started

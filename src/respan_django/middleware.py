@@ -29,7 +29,7 @@ class RespanMiddleware:
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
-        self.settings = start()[0]
+        self.settings, self.client = start()
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -77,7 +77,9 @@ class RespanMiddleware:
 
     def _start(self, request: Any) -> Optional[Entity]:
         try:
-            entity = http.start_request_span(request.method, request.path, request.META)
+            entity = http.start_request_span(
+                self.client.tracer, request.method, request.path, request.META
+            )
             setattr(request, _REQUEST_SPAN, entity)
             return entity
         except Exception:

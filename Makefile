@@ -1,0 +1,18 @@
+# `make demo` and `make test` install everything into .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+export LITELLM_LOCAL_MODEL_COST_MAP = True
+
+.PHONY: demo test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python example_projects/demo.py
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest

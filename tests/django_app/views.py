@@ -1,0 +1,50 @@
+import time
+
+from django.http import HttpResponse, StreamingHttpResponse
+
+from respan_core import task
+
+
+class ViewFailed(Exception):
+    pass
+
+
+def hello(request):
+    return HttpResponse("hello")
+
+
+def item(request, pk):
+    return HttpResponse(f"item {pk}")
+
+
+def me(request):
+    return HttpResponse(str(request.user.pk) if request.user.is_authenticated else "anonymous")
+
+
+def boom(request):
+    raise ViewFailed("the view failed")
+
+
+def unavailable(request):
+    return HttpResponse("try later", status=503)
+
+
+streamed_at_ns: list[int] = []
+
+
+def stream(request):
+    def chunks():
+        for i in range(3):
+            yield f"chunk {i}\n"
+        streamed_at_ns.append(time.time_ns())
+
+    return StreamingHttpResponse(chunks())
+
+
+@task(name="inner_step")
+def inner_step():
+    return "done"
+
+
+def work(request):
+    return HttpResponse(inner_step())

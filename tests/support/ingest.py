@@ -1,0 +1,116 @@
+"""A loopback stand-in for Respan's trace ingest: it records every POST it receives."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Post:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def spans(self) -> list["Span"]:
+        payload = json.loads(self.body)
+        return [
+            Span.from_otlp(span)
+            for resource_spans in payload.get("resourceSpans", [])
+            for scope_spans in resource_spans.get("scopeSpans", [])
+            for span in scope_spans.get("spans", [])
+        ]
+
+
+@dataclass
+class Span:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    attributes: dict[str, Any]
+    status_code: int
+    events: list[dict[str, Any]]
+
+    @classmethod
+    def from_otlp(cls, span: dict[str, Any]) -> "Span":
+        return cls(
+            name=span["name"],
+            trace_id=span["traceId"],
+            span_id=span["spanId"],
+            parent_span_id=span.get("parentSpanId", ""),
+            attributes={a["key"]: _value(a["value"]) for a in span.get("attributes", [])},
+            status_code=span.get("status", {}).get("code", 0),
+            events=span.get("events", []),
+        )
+
+
+def _value(value: dict[str, Any]) -> Any:
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "arrayValue" in value:
+        return [_value(v) for v in value["arrayValue"].get("values", [])]
+    return value
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "Ingest"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.posts.append(Post(self.path, dict(self.headers), body))
+        answer = b'{"partialSuccess": {}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
+class Ingest(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.posts: list[Post] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/api"
+
+    def spans(self) -> list[Span]:
+        with self.lock:
+            posts = list(self.posts)
+        return [span for post in posts for span in post.spans()]
+
+    def wait_for(self, condition: Callable[[list[Span]], bool], timeout: float = 60.0) -> list[Span]:
+        """Wait until `condition(spans)` holds; return the spans (raise on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            spans = self.spans()
+            if condition(spans):
+                return spans
+            if time.monotonic() > deadline:
+                names = sorted(span.name for span in spans)
+                raise AssertionError(f"timed out waiting for spans; received {names}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
