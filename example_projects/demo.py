@@ -53,7 +53,8 @@ def main() -> int:
     print(f"\nThe latest traces in {store}:\n")
     for stored in recent_traces(store, limit=len(MESSAGES)):
         print_trace(stored, sys.stdout)
-    print(f"See them again with: respan traces --store {store}")
+    respan_command = Path(sys.executable).with_name("respan")
+    print(f"See them again with: {respan_command} traces --store {store}")
     return 0 if complete else 1
 
 

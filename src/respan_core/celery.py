@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -116,6 +117,11 @@ def _on_postrun(task_id: str, state: Optional[str] = None, **_: Any) -> None:
         return
     entity, stack = running
     try:
+        # An eager task run with throw=True raises past the failure signal; Celery sends
+        # this one from a `finally`, so the exception is still the one being handled.
+        exception = sys.exc_info()[1]
+        if exception is not None:
+            entity.fail(exception)
         if state:
             entity.span.set_attribute("celery.state", state)
         stack.close()

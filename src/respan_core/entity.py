@@ -63,6 +63,7 @@ class Entity:
         )
         self.context = trace.set_span_in_context(self.span, parent)
         self._ended = False
+        self._failed_by: Optional[BaseException] = None
 
     def rename(self, name: str) -> None:
         """Rename a workflow once its final name is known (a web route, say)."""
@@ -82,6 +83,10 @@ class Entity:
             otel_context.detach(token)
 
     def fail(self, exception: BaseException) -> None:
+        """Mark the span as failed by `exception`; a second call for the same one is ignored."""
+        if exception is self._failed_by:
+            return
+        self._failed_by = exception
         self.span.record_exception(exception)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
 

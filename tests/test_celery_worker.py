@@ -1,0 +1,149 @@
+"""The Celery hooks with a plain Celery app: a real prefork worker over Redis, and eager mode."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+from celery_app import TaskFailed, add, fail, flaky
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import respan_core.celery
+from respan_core import Respan, propagate_attributes, wire, workflow
+
+HERE = Path(__file__).resolve().parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@pytest.fixture(scope="module")
+def worker(ingest, tmp_path_factory):
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    log = tmp_path_factory.mktemp("celery") / "worker.log"
+    env = {
+        **os.environ,
+        "RESPAN_API_KEY": "celery-test-key",
+        "RESPAN_BASE_URL": ingest.base_url,
+        "TEST_REDIS_URL": REDIS_URL,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork",
+         "--concurrency", "2", "--loglevel", "warning", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        cwd=HERE, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+    )
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def publisher(ingest):
+    """The sending side's client: its workflow spans go to the same ingest."""
+    client = Respan(api_key="celery-test-key", base_url=ingest.base_url)
+    respan_core.celery.connect(client)
+    yield client
+    client.shutdown()
+
+
+def _send_in_workflow(publisher, task, name):
+    @workflow(name=name)
+    def handle():
+        with propagate_attributes(
+            customer_identifier="customer-7", thread_identifier="thread-7", metadata={"plan": "pro"}
+        ):
+            task.delay()
+
+    handle()
+    publisher.flush()
+
+
+def _trace_of(ingest, workflow_name, count):
+    def arrived(spans):
+        roots = [s for s in spans if s.name == f"{workflow_name}.workflow"]
+        return roots and len([s for s in spans if s.trace_id == roots[0].trace_id]) >= count
+
+    spans = ingest.wait_for(arrived)
+    root = next(s for s in spans if s.name == f"{workflow_name}.workflow")
+    return root, [s for s in spans if s.trace_id == root.trace_id and s is not root]
+
+
+def test_a_task_runs_in_the_senders_trace_with_its_scope(worker, publisher, ingest):
+    _send_in_workflow(publisher, add.s(2, 3), "send_add")
+
+    root, (task_span,) = _trace_of(ingest, "send_add", 2)
+    assert task_span.name == "celery_app.add.task"
+    assert task_span.parent_span_id == root.span_id
+    assert task_span.attributes[wire.SPAN_KIND] == "task"
+    assert task_span.attributes[wire.WORKFLOW_NAME] == "send_add"
+    assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-7"
+    assert task_span.attributes[wire.THREAD_IDENTIFIER] == "thread-7"
+    assert task_span.attributes["respan.metadata.plan"] == "pro"
+    assert task_span.attributes["celery.state"] == "SUCCESS"
+
+
+def test_a_failing_task_is_an_error_span_with_the_exception(worker, publisher, ingest):
+    _send_in_workflow(publisher, fail.s(), "send_fail")
+
+    _, (task_span,) = _trace_of(ingest, "send_fail", 2)
+    assert task_span.status_code == 2
+    assert task_span.attributes["celery.state"] == "FAILURE"
+    (event,) = task_span.events
+    attributes = {a["key"]: a["value"].get("stringValue") for a in event["attributes"]}
+    assert event["name"] == "exception"
+    assert attributes["exception.type"] == "celery_app.TaskFailed"
+    assert attributes["exception.message"] == "the task failed"
+
+
+def test_a_retried_task_is_one_span_per_attempt_in_the_same_trace(worker, publisher, ingest):
+    _send_in_workflow(publisher, flaky.s(), "send_flaky")
+
+    root, spans = _trace_of(ingest, "send_flaky", 3)
+    first, second = sorted(spans, key=lambda s: s.attributes["celery.retries"])
+    assert first.parent_span_id == root.span_id
+    assert second.parent_span_id == first.span_id
+    assert [event["name"] for event in first.events] == ["celery.retry"]
+    assert first.attributes["celery.state"] == "RETRY"
+    assert second.attributes["celery.retries"] == 1
+    assert second.attributes["celery.state"] == "SUCCESS"
+    assert second.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-7"
+
+
+def test_an_eager_task_nests_in_the_callers_span_with_its_scope():
+    exporter = InMemorySpanExporter()
+    client = Respan(exporter=exporter)
+    respan_core.celery.connect(client)
+    try:
+
+        @workflow(name="eager_caller")
+        def caller():
+            with propagate_attributes(customer_identifier="customer-eager"):
+                return add.apply(args=(1, 2)).get()
+
+        assert caller() == 3
+        client.flush()
+    finally:
+        client.shutdown()
+
+    task_span = next(s for s in exporter.get_finished_spans() if s.name == "celery_app.add.task")
+    root = next(s for s in exporter.get_finished_spans() if s.name == "eager_caller.workflow")
+    assert task_span.parent.span_id == root.context.span_id
+    assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-eager"
+
+
+def test_an_eager_task_failure_propagates_unchanged():
+    exporter = InMemorySpanExporter()
+    client = Respan(exporter=exporter)
+    respan_core.celery.connect(client)
+    try:
+        with pytest.raises(TaskFailed, match="the task failed"):
+            fail.apply(throw=True)
+        client.flush()
+    finally:
+        client.shutdown()
+
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "celery_app.fail.workflow"]
+    assert span.status.status_code is StatusCode.ERROR
