@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import requests
 
@@ -41,7 +40,9 @@ class DjangoChatStack:
             "DJANGO_SETTINGS_MODULE": "chatsite.settings",
             "CHAT_DATA_DIR": str(data_dir),
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(DJANGO_CHAT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(DJANGO_CHAT), os.environ.get("PYTHONPATH")])
+            ),
             **env,
         }
         self.processes: list[subprocess.Popen] = []
@@ -55,7 +56,7 @@ class DjangoChatStack:
             stdout=subprocess.DEVNULL,
         )
 
-    def start(self) -> "DjangoChatStack":
+    def start(self) -> DjangoChatStack:
         try:
             self._start()
         except BaseException:
@@ -81,10 +82,10 @@ class DjangoChatStack:
         self._wait_for_web()
 
     def _spawn(self, name: str, command: list[str]) -> None:
-        log = open(self.data_dir / f"{name}.log", "ab")
-        self.processes.append(
-            subprocess.Popen(command, env=self.env, cwd=DJANGO_CHAT, stdout=log, stderr=log)
-        )
+        with open(self.data_dir / f"{name}.log", "ab") as log:
+            self.processes.append(
+                subprocess.Popen(command, env=self.env, cwd=DJANGO_CHAT, stdout=log, stderr=log)
+            )
 
     def _wait_for_web(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -124,7 +125,7 @@ class DjangoChatStack:
         return response.json()
 
     @property
-    def session_key(self) -> Optional[str]:
+    def session_key(self) -> str | None:
         return self.session.cookies.get("sessionid")
 
     def _ensure_user(self) -> str:

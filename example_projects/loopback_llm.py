@@ -31,7 +31,7 @@ def _tokens(text: str) -> int:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "LoopbackLLM"
+    server: LoopbackLLM
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -120,7 +120,7 @@ class LoopbackLLM(ThreadingHTTPServer):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def start(self) -> "LoopbackLLM":
+    def start(self) -> LoopbackLLM:
         threading.Thread(target=self.serve_forever, daemon=True).start()
         return self
 

@@ -11,7 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "example_projects"))
 
 from loopback_llm import LoopbackLLM  # noqa: E402
-
 from support.ingest import Ingest  # noqa: E402
 
 

@@ -29,12 +29,13 @@ def worker(ingest, tmp_path_factory):
         "TEST_REDIS_URL": REDIS_URL,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork",
-         "--concurrency", "2", "--loglevel", "warning", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        cwd=HERE, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-    )
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork",
+             "--concurrency", "2", "--loglevel", "warning", "--without-gossip",
+             "--without-mingle", "--without-heartbeat"],
+            cwd=HERE, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )
     yield process
     process.terminate()
     process.wait(timeout=30)

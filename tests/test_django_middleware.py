@@ -9,7 +9,7 @@ import requests
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

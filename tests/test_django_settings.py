@@ -9,7 +9,7 @@ import pytest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -40,9 +40,8 @@ def customer_from_header(request):
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(respan, message):
-    with override_settings(RESPAN=respan):
-        with pytest.raises(ImproperlyConfigured) as error:
-            load_settings()
+    with override_settings(RESPAN=respan), pytest.raises(ImproperlyConfigured) as error:
+        load_settings()
     assert message in str(error.value)
 
 

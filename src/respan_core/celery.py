@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from celery import signals
 from opentelemetry.context import Context
@@ -27,10 +27,10 @@ logger = logging.getLogger("respan_core")
 HEADER = "respan"
 _propagator = TraceContextTextMapPropagator()
 _running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
-_client: Optional[client.Respan] = None
+_client: client.Respan | None = None
 
 
-def connect(respan: Optional[client.Respan] = None) -> None:
+def connect(respan: client.Respan | None = None) -> None:
     """Connect the hooks to Celery's signals; connecting twice changes nothing.
 
     Task spans go to `respan`, else to the active client.
@@ -49,7 +49,7 @@ def connect(respan: Optional[client.Respan] = None) -> None:
         signal.connect(receiver, weak=False, dispatch_uid=f"respan_core.{receiver.__name__}")
 
 
-def _on_publish(headers: Optional[dict] = None, **_: Any) -> None:
+def _on_publish(headers: dict | None = None, **_: Any) -> None:
     if headers is None:
         return
     try:
@@ -70,7 +70,7 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
         carrier = _header(request)
         stack = contextlib.ExitStack()
         if carrier is not None:
-            parent: Optional[Context] = _propagator.extract(carrier)
+            parent: Context | None = _propagator.extract(carrier)
             stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
             stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
         elif request.is_eager:
@@ -111,7 +111,7 @@ def _on_retry(request: Any, reason: Any, **_: Any) -> None:
         running[0].span.add_event("celery.retry", {"reason": str(reason)[:1000]})
 
 
-def _on_postrun(task_id: str, state: Optional[str] = None, **_: Any) -> None:
+def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:
     running = _running.pop(task_id, None)
     if running is None:
         return
@@ -137,11 +137,11 @@ def _on_shutdown(**_: Any) -> None:
         respan.flush(timeout=10.0)
 
 
-def _respan() -> Optional[client.Respan]:
+def _respan() -> client.Respan | None:
     return _client or client.active()
 
 
-def _header(request: Any) -> Optional[Mapping[str, Any]]:
+def _header(request: Any) -> Mapping[str, Any] | None:
     carrier = getattr(request, HEADER, None)
     if carrier is None and isinstance(getattr(request, "headers", None), Mapping):
         carrier = request.headers.get(HEADER)
@@ -163,7 +163,7 @@ def _valid_scope(value: Any) -> dict[str, Any]:
     return valid
 
 
-def _valid_position(value: Any) -> Optional[scope.Position]:
+def _valid_position(value: Any) -> scope.Position | None:
     if isinstance(value, list) and len(value) == 2 and all(
         item is None or isinstance(item, str) for item in value
     ):

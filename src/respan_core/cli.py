@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Optional, TextIO
+from typing import TextIO
 
 from . import wire
 from .local_store import StoredSpan, StoredTrace, default_path, recent_traces
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="respan", description="Respan tracing tools")
     commands = parser.add_subparsers(dest="command", required=True)
     traces = commands.add_parser("traces", help="print the latest traces from the local store")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -24,7 +24,7 @@ logger = logging.getLogger("respan_core")
 DEFAULT_BASE_URL = "https://api.respan.ai/api"
 _FALSE = {"0", "false", "no", "off"}
 
-_active: Optional["Respan"] = None
+_active: Respan | None = None
 
 
 class Respan:
@@ -40,18 +40,18 @@ class Respan:
 
     def __init__(
         self,
-        api_key: Optional[str] = None,
-        base_url: Optional[str] = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
         instrumentations: Sequence[Any] = (),
-        customer_identifier: Optional[str] = None,
-        thread_identifier: Optional[str] = None,
-        metadata: Optional[Mapping[str, Any]] = None,
-        environment: Optional[str] = None,
+        customer_identifier: str | None = None,
+        thread_identifier: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        environment: str | None = None,
         *,
-        local_store: Optional[str] = None,
-        trace_content: Optional[bool] = None,
-        service_name: Optional[str] = None,
-        exporter: Optional[SpanExporter] = None,
+        local_store: str | None = None,
+        trace_content: bool | None = None,
+        service_name: str | None = None,
+        exporter: SpanExporter | None = None,
     ):
         self.api_key = api_key or os.environ.get("RESPAN_API_KEY") or None
         self.base_url = (base_url or os.environ.get("RESPAN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -83,7 +83,7 @@ class Respan:
         for instrumentor in instrumentations:
             self.instrument(instrumentor)
 
-    def _default_exporter(self, local_store: Optional[str]) -> SpanExporter:
+    def _default_exporter(self, local_store: str | None) -> SpanExporter:
         if self.api_key:
             from .export import RespanExporter
 
@@ -125,7 +125,7 @@ class Respan:
             _active = None
 
 
-def active() -> Optional[Respan]:
+def active() -> Respan | None:
     """The client created last, or None."""
     return _active
 

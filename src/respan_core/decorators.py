@@ -16,26 +16,26 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from typing import Any, Callable, Optional, TypeVar, Union
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from . import client
+from . import client, wire
 from .entity import TASK, WORKFLOW, Entity
-from . import wire
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def workflow(name: Union[str, F, None] = None) -> Any:
+def workflow(name: str | F | None = None) -> Any:
     """Trace the decorated function as a workflow (the root of a unit of work)."""
     return _entity_decorator(WORKFLOW, name)
 
 
-def task(name: Union[str, F, None] = None) -> Any:
+def task(name: str | F | None = None) -> Any:
     """Trace the decorated function as a task (a step inside a workflow)."""
     return _entity_decorator(TASK, name)
 
 
-def _entity_decorator(kind: str, name: Union[str, Callable, None]) -> Any:
+def _entity_decorator(kind: str, name: str | Callable | None) -> Any:
     if callable(name):  # used bare: @workflow
         return _entity_decorator(kind, None)(name)
 

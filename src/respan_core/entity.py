@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,11 +34,11 @@ class Entity:
         kind: str,
         name: str,
         *,
-        span_name: Optional[str] = None,
-        parent: Optional[Context] = None,
-        attributes: Optional[Mapping[str, Any]] = None,
+        span_name: str | None = None,
+        parent: Context | None = None,
+        attributes: Mapping[str, Any] | None = None,
         links: Sequence[Link] = (),
-        tracer: Optional[trace.Tracer] = None,
+        tracer: trace.Tracer | None = None,
     ):
         outer = current_position()
         if kind == WORKFLOW:
@@ -63,7 +63,7 @@ class Entity:
         )
         self.context = trace.set_span_in_context(self.span, parent)
         self._ended = False
-        self._failed_by: Optional[BaseException] = None
+        self._failed_by: BaseException | None = None
 
     def rename(self, name: str) -> None:
         """Rename a workflow once its final name is known (a web route, say)."""

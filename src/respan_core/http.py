@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -16,7 +16,7 @@ from .entity import WORKFLOW, Entity
 class _EnvironGetter(Getter[Mapping[str, Any]]):
     """Reads HTTP headers out of a WSGI environ (or Django's `request.META`)."""
 
-    def get(self, carrier: Mapping[str, Any], key: str) -> Optional[list[str]]:
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
         value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
         return [value] if isinstance(value, str) else None
 
@@ -27,7 +27,7 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 _environ_getter = _EnvironGetter()
 
 
-def incoming_context(environ: Mapping[str, Any]) -> Optional[Context]:
+def incoming_context(environ: Mapping[str, Any]) -> Context | None:
     """The parent of a request's workflow span.
 
     Inside a span the application already opened (its own OpenTelemetry server span, say) the

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("respan_core")
 
 
-def instrument_when_imported(client: "Respan") -> None:
+def instrument_when_imported(client: Respan) -> None:
     def instrument(_module: object) -> None:
         try:
             from openinference.instrumentation.litellm import LiteLLMInstrumentor

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -60,7 +60,7 @@ class LocalStoreExporter(SpanExporter):
     def __init__(self, path: str):
         self.path = path
         self._lock = threading.Lock()
-        self._connection: Optional[sqlite3.Connection] = None
+        self._connection: sqlite3.Connection | None = None
         self._pid = 0
 
     def _connection_for_this_process(self) -> sqlite3.Connection:
@@ -118,15 +118,15 @@ def _row(span: ReadableSpan) -> tuple:
 class StoredSpan:
     trace_id: str
     span_id: str
-    parent_span_id: Optional[str]
+    parent_span_id: str | None
     name: str
     start_ns: int
     end_ns: int
     is_error: bool
-    status_message: Optional[str]
+    status_message: str | None
     attributes: dict[str, Any]
     events: list[dict[str, Any]]
-    children: list["StoredSpan"] = field(default_factory=list)
+    children: list[StoredSpan] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> float:

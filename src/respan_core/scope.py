@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Optional, Union
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -25,7 +25,7 @@ logger = logging.getLogger("respan_core")
 
 # A scope value is a string, or a zero-argument callable evaluated when a span needs it (the
 # web adapters use that for identity the application may establish during the request).
-Value = Union[str, Callable[[], Optional[str]], None]
+Value = str | Callable[[], str | None] | None
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _scope: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
@@ -38,11 +38,11 @@ class Position:
     A workflow renames itself once its final name is known, hence not frozen.
     """
 
-    workflow_name: Optional[str]
+    workflow_name: str | None
     entity_path: str = ""
 
 
-_position: ContextVar[Optional[Position]] = ContextVar("respan_position", default=None)
+_position: ContextVar[Position | None] = ContextVar("respan_position", default=None)
 
 
 @contextlib.contextmanager
@@ -56,8 +56,8 @@ def propagate_attributes(
     custom_identifier: Value = None,
     trace_group_identifier: Value = None,
     environment: Value = None,
-    metadata: Optional[Mapping[str, Any]] = None,
-    prompt: Optional[Mapping[str, Any]] = None,
+    metadata: Mapping[str, Any] | None = None,
+    prompt: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """Stamp these attributes on every span started inside the `with` block.
 
@@ -110,12 +110,12 @@ def replaced_scope(scope: Mapping[str, Any]) -> Iterator[None]:
         _scope.reset(token)
 
 
-def current_position() -> Optional[Position]:
+def current_position() -> Position | None:
     return _position.get()
 
 
 @contextlib.contextmanager
-def position(value: Optional[Position]) -> Iterator[None]:
+def position(value: Position | None) -> Iterator[None]:
     token = _position.set(value)
     try:
         yield
@@ -166,7 +166,7 @@ class ScopeProcessor(SpanProcessor):
     def __init__(self, defaults: Mapping[str, Any]):
         self._defaults = MappingProxyType(dict(defaults))
 
-    def on_start(self, span: Span, parent_context: Optional[Context] = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             attributes = scope_attributes(merge_scopes(self._defaults, _scope.get()))
             attributes.update(_position_attributes(span))

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Optional
 
 from django.apps import AppConfig
 
@@ -12,7 +11,7 @@ from .conf import RespanSettings, load_settings
 
 logger = logging.getLogger("respan_django")
 
-_started: Optional[tuple[RespanSettings, respan_core.Respan]] = None
+_started: tuple[RespanSettings, respan_core.Respan] | None = None
 
 
 class RespanConfig(AppConfig):

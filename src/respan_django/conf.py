@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
@@ -22,20 +22,20 @@ from django.utils.module_loading import import_string
 
 from .identity import authenticated_user_id, session_thread_id
 
-Resolver = Callable[[Any], Optional[str]]
+Resolver = Callable[[Any], str | None]
 
 
 @dataclass(frozen=True)
 class RespanSettings:
-    api_key: Optional[str] = None
-    base_url: Optional[str] = None
-    environment: Optional[str] = None
+    api_key: str | None = None
+    base_url: str | None = None
+    environment: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     customer_identifier: Resolver = authenticated_user_id
     thread_identifier: Resolver = session_thread_id
-    local_store: Optional[str] = None
-    trace_content: Optional[bool] = None
-    service_name: Optional[str] = None
+    local_store: str | None = None
+    trace_content: bool | None = None
+    service_name: str | None = None
     instrument_litellm: bool = True
     instrument_celery: bool = True
 

@@ -6,13 +6,13 @@ application did not load, never create or save a session, and so never add `Vary
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from django.utils.crypto import salted_hmac
 from django.utils.functional import LazyObject, empty
 
 
-def authenticated_user_id(request: Any) -> Optional[str]:
+def authenticated_user_id(request: Any) -> str | None:
     """The authenticated user's primary key as a string, once the request has loaded the user.
 
     `request.user` is lazy: until the application (a view, a decorator such as
@@ -27,7 +27,7 @@ def authenticated_user_id(request: Any) -> Optional[str]:
     return str(user.pk)
 
 
-def session_thread_id(request: Any) -> Optional[str]:
+def session_thread_id(request: Any) -> str | None:
     """A keyed one-way digest of the session key, or None without a session.
 
     The session key is a credential, so only this digest (keyed with SECRET_KEY) leaves the

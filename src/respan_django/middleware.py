@@ -8,7 +8,8 @@ the view) joins the request's trace and carries its identity.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
@@ -63,19 +64,19 @@ class RespanMiddleware:
         return response
 
     def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
-        entity: Optional[Entity] = getattr(request, _REQUEST_SPAN, None)
+        entity: Entity | None = getattr(request, _REQUEST_SPAN, None)
         match = getattr(request, "resolver_match", None)
         if entity is not None and match is not None and match.route:
             http.name_request_span(entity, request.method, "/" + match.route.lstrip("^/"))
         return None
 
     def process_exception(self, request: Any, exception: Exception) -> None:
-        entity: Optional[Entity] = getattr(request, _REQUEST_SPAN, None)
+        entity: Entity | None = getattr(request, _REQUEST_SPAN, None)
         if entity is not None:
             entity.fail(exception)
         return None
 
-    def _start(self, request: Any) -> Optional[Entity]:
+    def _start(self, request: Any) -> Entity | None:
         try:
             entity = http.start_request_span(
                 self.client.tracer, request.method, request.path, request.META
@@ -86,7 +87,7 @@ class RespanMiddleware:
             logger.warning("Respan could not start the span of a request", exc_info=True)
             return None
 
-    def _identity(self, request: Any) -> dict[str, Callable[[], Optional[str]]]:
+    def _identity(self, request: Any) -> dict[str, Callable[[], str | None]]:
         # Evaluated each time a span starts, so identity the view establishes (a login, an
         # API authentication) is still picked up.
         return {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass
@@ -16,7 +17,7 @@ class Post:
     headers: dict[str, str]
     body: bytes
 
-    def spans(self) -> list["Span"]:
+    def spans(self) -> list[Span]:
         payload = json.loads(self.body)
         return [
             Span.from_otlp(span)
@@ -37,7 +38,7 @@ class Span:
     events: list[dict[str, Any]]
 
     @classmethod
-    def from_otlp(cls, span: dict[str, Any]) -> "Span":
+    def from_otlp(cls, span: dict[str, Any]) -> Span:
         return cls(
             name=span["name"],
             trace_id=span["traceId"],
@@ -64,7 +65,7 @@ def _value(value: dict[str, Any]) -> Any:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "Ingest"
+    server: Ingest
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -99,7 +100,9 @@ class Ingest(ThreadingHTTPServer):
             posts = list(self.posts)
         return [span for post in posts for span in post.spans()]
 
-    def wait_for(self, condition: Callable[[list[Span]], bool], timeout: float = 60.0) -> list[Span]:
+    def wait_for(
+        self, condition: Callable[[list[Span]], bool], timeout: float = 60.0
+    ) -> list[Span]:
         """Wait until `condition(spans)` holds; return the spans (raise on timeout)."""
         deadline = time.monotonic() + timeout
         while True:

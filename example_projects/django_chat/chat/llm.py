@@ -5,7 +5,7 @@ import os
 # LiteLLM ships a model cost map; without this it downloads a fresh one when imported.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import litellm  # noqa: E402
+import litellm
 
 MODEL = os.environ.get("CHAT_MODEL", "gpt-4.1-nano")
 

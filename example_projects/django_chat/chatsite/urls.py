@@ -1,7 +1,6 @@
+from chat import views
 from django.contrib.auth import views as auth_views
 from django.urls import path
-
-from chat import views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
