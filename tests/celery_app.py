@@ -8,8 +8,12 @@ import os
 
 from celery import Celery, signals
 
-app = Celery("celery_app", broker=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11"))
-app.conf.update(task_ignore_result=True, worker_hijack_root_logger=False)
+app = Celery("celery_app", broker=os.environ["TEST_REDIS_URL"])
+app.conf.update(
+    task_default_queue=os.environ["TEST_CELERY_QUEUE"],
+    task_ignore_result=True,
+    worker_hijack_root_logger=False,
+)
 
 
 class TaskFailed(Exception):

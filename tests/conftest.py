@@ -1,11 +1,17 @@
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 # LiteLLM downloads a model cost map when imported unless told to use the one it ships.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+# The Celery tests share one Redis database; a queue of this run's own keeps concurrent runs
+# (and messages left by an interrupted one) apart.
+os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+os.environ.setdefault("TEST_CELERY_QUEUE", f"respan-tests-{uuid.uuid4().hex[:12]}")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "example_projects"))

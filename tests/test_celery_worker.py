@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import redis
 from celery_app import TaskFailed, add, fail, flaky
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -15,18 +14,15 @@ import respan_core.celery
 from respan_core import Respan, propagate_attributes, wire, workflow
 
 HERE = Path(__file__).resolve().parent
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @pytest.fixture(scope="module")
 def worker(ingest, tmp_path_factory):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     log = tmp_path_factory.mktemp("celery") / "worker.log"
     env = {
         **os.environ,
         "RESPAN_API_KEY": "celery-test-key",
         "RESPAN_BASE_URL": ingest.base_url,
-        "TEST_REDIS_URL": REDIS_URL,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
     with open(log, "wb") as output:

@@ -9,12 +9,10 @@ the user's identity, the environment and the metadata.
 import os
 
 import pytest
-import redis
 from chat_stack import DjangoChatStack
 
 from respan_core import wire
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 RESPAN_KEY = "respan-test-key-5f1c"
 PROVIDER_KEY = "sk-provider-secret-9a7e"
 WORKFLOW = "POST /chat/<int:conversation_id>/"
@@ -22,14 +20,14 @@ WORKFLOW = "POST /chat/<int:conversation_id>/"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, llm, ingest):
-    redis.Redis.from_url(REDIS_URL).flushdb()
     stack = DjangoChatStack(
         tmp_path_factory.mktemp("django_chat"),
         {
             "RESPAN_API_KEY": RESPAN_KEY,
             "RESPAN_BASE_URL": ingest.base_url,
             "CHAT_ENVIRONMENT": "e2e",
-            "CELERY_BROKER_URL": REDIS_URL,
+            "CELERY_BROKER_URL": os.environ["TEST_REDIS_URL"],
+            "CELERY_TASK_DEFAULT_QUEUE": os.environ["TEST_CELERY_QUEUE"],
             "OPENAI_BASE_URL": llm.base_url,
             "OPENAI_API_KEY": PROVIDER_KEY,
         },
