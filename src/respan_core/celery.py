@@ -81,7 +81,6 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
             stack.enter_context(scope.position(None))
 
         kind = TASK if scope.current_position() is not None else WORKFLOW
-        respan = _respan()
         entity = Entity(
             kind,
             task.name,
@@ -91,7 +90,7 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
                 "celery.task_name": task.name,
                 "celery.retries": request.retries or 0,
             },
-            tracer=respan.tracer if respan is not None else None,
+            respan=_respan(),
         )
         stack.enter_context(entity.activated())
         _running[task_id] = (entity, stack)

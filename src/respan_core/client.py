@@ -1,8 +1,10 @@
 """The `Respan` client: one tracer provider of its own, its processors and its exporter.
 
-The client never touches the application's global TracerProvider. Spans made by the
-decorators, the web adapters and the Celery hooks go through the active client (the one
-created last); instrumentations passed to it are instrumented on its provider.
+The client never touches the application's global TracerProvider. Spans go to the active
+client: the client of the enclosing request, task or workflow span, else the newest client
+not shut down. Instrumentations (LiteLLM's, say) are instrumented once, on a provider that
+starts each of their spans on the active client's provider, so an LLM call made while a
+request of one application is handled is traced by that application's client.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -24,7 +27,8 @@ logger = logging.getLogger("respan_core")
 DEFAULT_BASE_URL = "https://api.respan.ai/api"
 _FALSE = {"0", "false", "no", "off"}
 
-_active: Respan | None = None
+_live: list[Respan] = []  # clients not shut down, oldest first
+_current: ContextVar[Respan | None] = ContextVar("respan_client", default=None)
 
 
 class Respan:
@@ -77,9 +81,9 @@ class Respan:
             BatchSpanProcessor(exporter or self._default_exporter(local_store))
         )
         self.tracer = self.tracer_provider.get_tracer("respan_core")
+        self._tracers: dict[tuple, trace.Tracer] = {}
 
-        global _active
-        _active = self
+        _live.append(self)
         for instrumentor in instrumentations:
             self.instrument(instrumentor)
 
@@ -101,11 +105,15 @@ class Respan:
         return f"{self.base_url}/v2/traces"
 
     def instrument(self, instrumentor: Any) -> None:
-        """Instrument an OpenTelemetry instrumentor on this client's tracer provider."""
+        """Instrument an OpenTelemetry instrumentor so that its spans go to the active client.
+
+        Instrumentors are process-wide: one already instrumented (by an earlier client, or
+        by the application for its own provider) is left as it is.
+        """
         if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
             logger.debug("%s is already instrumented", type(instrumentor).__name__)
             return
-        instrumentor.instrument(tracer_provider=self.tracer_provider)
+        instrumentor.instrument(tracer_provider=_routing_provider)
 
     def instrument_litellm(self) -> None:
         """Trace LiteLLM calls, instrumenting LiteLLM when (and only if) it is imported."""
@@ -119,27 +127,63 @@ class Respan:
 
     def shutdown(self) -> None:
         """Flush and stop exporting. Spans started afterwards are not recorded."""
-        global _active
+        if self in _live:
+            _live.remove(self)
         self.tracer_provider.shutdown()
-        if _active is self:
-            _active = None
+
+    def _tracer_for(self, key: tuple) -> trace.Tracer:
+        if key not in self._tracers:
+            self._tracers[key] = self.tracer_provider.get_tracer(*key)
+        return self._tracers[key]
 
 
 def active() -> Respan | None:
-    """The client created last, or None."""
-    return _active
+    """The client of the enclosing entity span, else the newest client not shut down."""
+    return _current.get() or (_live[-1] if _live else None)
 
 
-def get_tracer() -> trace.Tracer:
-    if _active is not None:
-        return _active.tracer
-    return trace.get_tracer("respan_core")
+def current_client_var() -> ContextVar[Respan | None]:
+    return _current
 
 
 def trace_content() -> bool:
-    return _active.trace_content if _active is not None else False
+    client = active()
+    return client.trace_content if client is not None else False
 
 
 def flush(timeout: float = 30.0) -> bool:
     """Flush the active client; True when there is nothing left to export."""
-    return _active.flush(timeout) if _active is not None else True
+    client = active()
+    return client.flush(timeout) if client is not None else True
+
+
+class _RoutingTracer(trace.Tracer):
+    """Starts each span on the tracer of the client active at that moment."""
+
+    def __init__(self, key: tuple):
+        self._key = key
+
+    def _target(self) -> trace.Tracer:
+        client = active()
+        return client._tracer_for(self._key) if client is not None else trace.NoOpTracer()
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._target().start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target().start_as_current_span(*args, **kwargs)
+
+
+class _RoutingTracerProvider(trace.TracerProvider):
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        return _RoutingTracer(key)
+
+
+_routing_provider = _RoutingTracerProvider()

@@ -13,6 +13,7 @@ and re-raised unchanged. Inputs and outputs are recorded as JSON while content c
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -101,29 +102,27 @@ def _coroutine_wrapper(kind: str, name: str, function: Callable) -> Callable:
 
 
 def _generator_wrapper(kind: str, name: str, function: Callable) -> Callable:
-    # The generator runs inside the span's context only while it runs: between items the
-    # caller's own context is current, so nothing leaks into the caller.
+    # Each step runs in the generator's own context: between items the caller's context is
+    # current, so nothing leaks into the caller, and the generator keeps the scope it
+    # started in even after the caller has left it.
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         entity = _start(kind, name, args, kwargs)
+        context = entity.new_context()
         items = []
         try:
-            with entity.activated():
-                generator = function(*args, **kwargs)
-                item = next(generator)
+            generator = context.run(function, *args, **kwargs)
+            item = context.run(next, generator)
             while True:
                 items.append(item)
                 try:
                     sent = yield item
                 except GeneratorExit:
-                    with entity.activated():
-                        generator.close()
+                    context.run(generator.close)
                     raise
                 except BaseException as exception:
-                    with entity.activated():
-                        item = generator.throw(exception)
+                    item = context.run(generator.throw, exception)
                 else:
-                    with entity.activated():
-                        item = generator.send(sent)
+                    item = context.run(generator.send, sent)
         except StopIteration as stop:
             _finish(entity, items)
             return stop.value
@@ -139,27 +138,30 @@ def _generator_wrapper(kind: str, name: str, function: Callable) -> Callable:
 
 
 def _async_generator_wrapper(kind: str, name: str, function: Callable) -> Callable:
+    # As for generators; a coroutine runs in the context of the task awaiting it, so each
+    # step is its own task created in the generator's context.
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         entity = _start(kind, name, args, kwargs)
+        context = entity.new_context()
+
+        def step(awaitable: Any) -> Any:
+            return asyncio.create_task(awaitable, context=context)
+
         items = []
         try:
-            with entity.activated():
-                generator = function(*args, **kwargs)
-                item = await generator.__anext__()
+            generator = context.run(function, *args, **kwargs)
+            item = await step(generator.__anext__())
             while True:
                 items.append(item)
                 try:
                     sent = yield item
                 except GeneratorExit:
-                    with entity.activated():
-                        await generator.aclose()
+                    await step(generator.aclose())
                     raise
                 except BaseException as exception:
-                    with entity.activated():
-                        item = await generator.athrow(exception)
+                    item = await step(generator.athrow(exception))
                 else:
-                    with entity.activated():
-                        item = await generator.asend(sent)
+                    item = await step(generator.asend(sent))
         except StopAsyncIteration:
             _finish(entity, items)
         except GeneratorExit:

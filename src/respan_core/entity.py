@@ -7,6 +7,7 @@ the web adapters' request spans and the Celery task spans are all entities.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Status, StatusCode
 
 from . import client, wire
-from .scope import Position, current_position, position
+from .scope import Position, current_position, position, set_position
 
 WORKFLOW = "workflow"
 TASK = "task"
@@ -25,8 +26,9 @@ TASK = "task"
 class Entity:
     """A started workflow or task span.
 
-    `activated()` makes it the current span (and its position the current position) for the
-    code that runs inside it; `end()` ends it, once, however often it is called.
+    Its span goes to `respan`, else to the active client. `activated()` makes it the current
+    span (its position the current position, its client the active one) for the code that
+    runs inside it; `end()` ends it, once, however often it is called.
     """
 
     def __init__(
@@ -38,7 +40,7 @@ class Entity:
         parent: Context | None = None,
         attributes: Mapping[str, Any] | None = None,
         links: Sequence[Link] = (),
-        tracer: trace.Tracer | None = None,
+        respan: client.Respan | None = None,
     ):
         outer = current_position()
         if kind == WORKFLOW:
@@ -54,7 +56,8 @@ class Entity:
         entity_attributes.update(attributes or {})
 
         self.kind = kind
-        tracer = tracer or client.get_tracer()
+        self.client = respan or client.active()
+        tracer = self.client.tracer if self.client else trace.get_tracer("respan_core")
         self.span = tracer.start_span(
             span_name or f"{name}.{kind}",
             context=parent,
@@ -76,11 +79,28 @@ class Entity:
     @contextlib.contextmanager
     def activated(self) -> Iterator[trace.Span]:
         token = otel_context.attach(self.context)
+        client_token = client.current_client_var().set(self.client)
         try:
             with position(self.position):
                 yield self.span
         finally:
+            client.current_client_var().reset(client_token)
             otel_context.detach(token)
+
+    def new_context(self) -> contextvars.Context:
+        """A copy of the current context with this entity active in it for good.
+
+        Code that runs in steps (a generator) runs each step in this context, so what it
+        sets (a scope it opens) stays its own and what it started in stays with it.
+        """
+        context = contextvars.copy_context()
+        context.run(self._activate_for_good)
+        return context
+
+    def _activate_for_good(self) -> None:
+        otel_context.attach(self.context)
+        client.current_client_var().set(self.client)
+        set_position(self.position)
 
     def fail(self, exception: BaseException) -> None:
         """Mark the span as failed by `exception`; a second call for the same one is ignored."""

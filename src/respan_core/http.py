@@ -10,6 +10,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 
+from .client import Respan
 from .entity import WORKFLOW, Entity
 
 
@@ -39,7 +40,7 @@ def incoming_context(environ: Mapping[str, Any]) -> Context | None:
 
 
 def start_request_span(
-    tracer: trace.Tracer, method: str, path: str, environ: Mapping[str, Any]
+    respan: Respan, method: str, path: str, environ: Mapping[str, Any]
 ) -> Entity:
     """Open the workflow span of one HTTP request, named `METHOD /path` until renamed."""
     return Entity(
@@ -48,7 +49,7 @@ def start_request_span(
         span_name=f"{method} {path}",
         parent=incoming_context(environ),
         attributes={"http.request.method": method, "url.path": path},
-        tracer=tracer,
+        respan=respan,
     )
 
 

@@ -114,6 +114,10 @@ def current_position() -> Position | None:
     return _position.get()
 
 
+def set_position(value: Position | None) -> None:
+    _position.set(value)
+
+
 @contextlib.contextmanager
 def position(value: Position | None) -> Iterator[None]:
     token = _position.set(value)

@@ -79,7 +79,7 @@ class RespanMiddleware:
     def _start(self, request: Any) -> Entity | None:
         try:
             entity = http.start_request_span(
-                self.client.tracer, request.method, request.path, request.META
+                self.client, request.method, request.path, request.META
             )
             setattr(request, _REQUEST_SPAN, entity)
             return entity

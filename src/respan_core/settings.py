@@ -1,0 +1,134 @@
+"""The settings the framework adapters share, checked in one place.
+
+Django spells them `settings.RESPAN["API_KEY"]`, Flask `app.config["RESPAN_API_KEY"]`; both come
+here, so a key means the same everywhere and a bad one gets the same clear error, naming the
+key as the user wrote it, at startup.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .client import Respan
+
+Resolver = Callable[..., str | None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = None
+    base_url: str | None = None
+    environment: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    customer_identifier: Resolver | None = None
+    thread_identifier: Resolver | None = None
+    local_store: str | None = None
+    trace_content: bool | None = None
+    service_name: str | None = None
+    instrument_litellm: bool = True
+    instrument_celery: bool = True
+
+
+_RESOLVER = "a callable or its dotted path"
+# field -> (accepted type, what to write instead)
+_EXPECTED: dict[str, tuple[Any, str]] = {
+    "api_key": (str, "a string, or leave it out to use the RESPAN_API_KEY variable"),
+    "base_url": (str, 'a URL string such as "https://api.respan.ai/api"'),
+    "environment": (str, 'a string such as "production"'),
+    "metadata": (Mapping, 'a dict such as {"service": "chat-api"}'),
+    "customer_identifier": (Callable, _RESOLVER),
+    "thread_identifier": (Callable, _RESOLVER),
+    "local_store": (str, "a file path string"),
+    "trace_content": (bool, "True or False"),
+    "service_name": (str, 'a string such as "chat-api"'),
+    "instrument_litellm": (bool, "True or False"),
+    "instrument_celery": (bool, "True or False"),
+}
+assert set(_EXPECTED) == {f.name for f in fields(Settings)}
+
+
+def parse_settings(
+    raw: Mapping[str, Any], *, container: str, prefix: str, error: type[Exception]
+) -> Settings:
+    """Check the user's settings; raise `error` naming the first bad key and its fix.
+
+    `raw` holds the keys as written (`prefix` + the field name in capitals); `container` is
+    where they were written, for the message (`settings.RESPAN`, `app.config`).
+    """
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key[len(prefix):].lower() if key.startswith(prefix) else ""
+        if name not in _EXPECTED:
+            known = ", ".join(prefix + name.upper() for name in _EXPECTED)
+            raise error(f"{container} has an unknown key {key!r}. Known keys: {known}.")
+        if value is None:
+            continue
+        expected_type, expected = _EXPECTED[name]
+        if expected is _RESOLVER and isinstance(value, str):
+            value = _import(value, f"{container}[{key!r}]", error)
+        if not isinstance(value, expected_type):
+            raise error(
+                f"{container}[{key!r}] must be {expected}, got {type(value).__name__}."
+            )
+        values[name] = dict(value) if name == "metadata" else value
+    return Settings(**values)
+
+
+def _import(path: str, where: str, error: type[Exception]) -> Any:
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as problem:
+        raise error(
+            f"{where} names {path!r}, which cannot be imported ({problem}). "
+            f"It must be {_RESOLVER}."
+        ) from problem
+
+
+_clients: dict[str, Respan] = {}
+
+
+def client_for(settings: Settings) -> Respan:
+    """The client for these settings: one per distinct configuration in a process.
+
+    It traces LiteLLM once the application imports it, and carries traces into Celery
+    workers when Celery is installed, as the settings ask.
+    """
+    key = json.dumps(
+        [
+            settings.api_key,
+            settings.base_url,
+            settings.environment,
+            settings.metadata,
+            settings.local_store,
+            settings.trace_content,
+            settings.service_name,
+        ],
+        default=str,
+        sort_keys=True,
+    )
+    if key in _clients:
+        return _clients[key]
+
+    client = Respan(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        metadata=settings.metadata,
+        environment=settings.environment,
+        local_store=settings.local_store,
+        trace_content=settings.trace_content,
+        service_name=settings.service_name,
+    )
+    if settings.instrument_litellm:
+        client.instrument_litellm()
+    if settings.instrument_celery and importlib.util.find_spec("celery") is not None:
+        from . import celery
+
+        celery.connect(client)
+    _clients[key] = client
+    return client
