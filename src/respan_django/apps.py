@@ -1,17 +1,13 @@
 from __future__ import annotations
 
-import importlib.util
-import logging
-
 from django.apps import AppConfig
 
-import respan_core
+from respan_core import Respan
+from respan_core.settings import Settings, client_for
 
-from .conf import RespanSettings, load_settings
+from .conf import load_settings
 
-logger = logging.getLogger("respan_django")
-
-_started: tuple[RespanSettings, respan_core.Respan] | None = None
+_started: tuple[Settings, Respan] | None = None
 
 
 class RespanConfig(AppConfig):
@@ -22,27 +18,10 @@ class RespanConfig(AppConfig):
         start()
 
 
-def start() -> tuple[RespanSettings, respan_core.Respan]:
+def start() -> tuple[Settings, Respan]:
     """Start tracing from `settings.RESPAN`, once per process; later calls return the same."""
     global _started
-    if _started is not None:
-        return _started
-
-    settings = load_settings()
-    client = respan_core.Respan(
-        api_key=settings.api_key,
-        base_url=settings.base_url,
-        metadata=settings.metadata,
-        environment=settings.environment,
-        local_store=settings.local_store,
-        trace_content=settings.trace_content,
-        service_name=settings.service_name,
-    )
-    if settings.instrument_litellm:
-        client.instrument_litellm()
-    if settings.instrument_celery and importlib.util.find_spec("celery") is not None:
-        from respan_core import celery as respan_celery
-
-        respan_celery.connect(client)
-    _started = (settings, client)
+    if _started is None:
+        settings = load_settings()
+        _started = (settings, client_for(settings))
     return _started
