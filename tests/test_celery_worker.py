@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from celery import signals
 from celery_app import TaskFailed, add, fail, flaky
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
@@ -46,11 +47,20 @@ def publisher(ingest):
     client.shutdown()
 
 
+class Plan:
+    """Metadata an application may pass that JSON cannot encode."""
+
+    def __str__(self):
+        return "pro"
+
+
 def _send_in_workflow(publisher, task, name):
     @workflow(name=name)
     def handle():
         with propagate_attributes(
-            customer_identifier="customer-7", thread_identifier="thread-7", metadata={"plan": "pro"}
+            customer_identifier="customer-7",
+            thread_identifier="thread-7",
+            metadata={"plan": Plan()},
         ):
             task.delay()
 
@@ -144,3 +154,52 @@ def test_an_eager_task_failure_propagates_unchanged():
 
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "celery_app.fail.workflow"]
     assert span.status.status_code is StatusCode.ERROR
+
+
+@pytest.fixture
+def plain_sender():
+    """Send as a Celery client without the hooks would: our publish hook disconnected."""
+    uid = "respan_core._on_publish"
+    signals.before_task_publish.disconnect(dispatch_uid=uid)
+    yield
+    respan_core.celery.connect()
+
+
+def _task_span(ingest, task_id):
+    def arrived(spans):
+        return any(s.attributes.get("celery.task_id") == task_id for s in spans)
+
+    (span,) = [s for s in ingest.wait_for(arrived) if s.attributes.get("celery.task_id") == task_id]
+    return span
+
+
+def test_a_header_sent_by_another_client_is_honoured(worker, ingest, plain_sender):
+    trace_id, parent_id = "5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7"
+    header = {
+        "traceparent": f"00-{trace_id}-{parent_id}-01",
+        "scope": {"customer_identifier": "customer-9"},
+        "position": ["nightly", ""],
+    }
+    result = add.apply_async((1, 1), headers={"respan": header})
+
+    span = _task_span(ingest, result.id)
+    assert (span.trace_id, span.parent_span_id) == (trace_id, parent_id)
+    assert span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-9"
+    assert span.attributes[wire.WORKFLOW_NAME] == "nightly"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["garbage", {"traceparent": 123}, {"traceparent": "00-zz-zz-01", "tracestate": 12},
+     {"scope": {"customer_identifier": ["not", "a", "string"]}, "position": "x" * 10_000}],
+)
+def test_a_malformed_header_is_ignored_and_the_task_runs_in_a_trace_of_its_own(
+    worker, ingest, plain_sender, header
+):
+    result = add.apply_async((1, 1), headers={"respan": header})
+
+    span = _task_span(ingest, result.id)
+    assert span.name == "celery_app.add.workflow"
+    assert span.parent_span_id == ""
+    assert span.attributes["celery.state"] == "SUCCESS"
+    assert wire.CUSTOMER_IDENTIFIER not in span.attributes

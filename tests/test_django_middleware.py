@@ -1,5 +1,6 @@
 """The Django middleware, in-process behind a real (wsgiref) HTTP server."""
 
+import asyncio
 import os
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -16,7 +17,7 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import AsyncClient, Client  # noqa: E402
 from django.utils.crypto import salted_hmac  # noqa: E402
 from django_app import views  # noqa: E402
 from django_app.views import ViewFailed  # noqa: E402
@@ -142,6 +143,28 @@ def test_an_incoming_traceparent_is_honoured(server, spans):
     assert format(span.parent.span_id, "016x") == parent_id
 
 
+def test_a_not_sampled_traceparent_does_not_switch_tracing_off(server, spans):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-00"}
+    assert requests.get(f"{server}/hello/", headers=headers).ok
+
+    (span,) = spans()
+    assert format(span.context.trace_id, "032x") == trace_id
+
+
+def test_a_user_an_async_view_loads_with_auser_is_the_customer(server, spans, user):
+    client = Client()
+    client.force_login(user)
+    async_client = AsyncClient()
+    async_client.cookies = client.cookies
+
+    response = asyncio.run(async_client.get("/async-me/"))
+
+    assert response.content.decode() == str(user.pk)
+    (span,) = spans()
+    assert span.attributes[wire.CUSTOMER_IDENTIFIER] == str(user.pk)
+
+
 def test_an_anonymous_request_gets_no_identity_and_no_cookie(server, spans):
     response = requests.get(f"{server}/hello/")
 
@@ -197,6 +220,22 @@ def test_a_streaming_response_span_ends_once_after_the_body(server, spans):
     (span,) = spans()
     assert span.name == "GET /stream/"
     assert span.end_time >= views.streamed_at_ns[-1]
+
+
+def test_spans_made_while_a_body_streams_nest_under_the_request_with_its_identity(
+    server, spans, logged_in
+):
+    response = logged_in.get(f"{server}/stream-work/")
+
+    assert response.text == "start\ndone\n"
+    task_span, workflow_span = spans()
+    assert task_span.name == "inner_step.task"
+    assert task_span.parent.span_id == workflow_span.context.span_id
+    assert task_span.attributes[wire.WORKFLOW_NAME] == "GET /stream-work/"
+    assert task_span.attributes[wire.THREAD_IDENTIFIER] == (
+        workflow_span.attributes[wire.THREAD_IDENTIFIER]
+    )
+    assert workflow_span.end_time >= task_span.end_time
 
 
 def test_the_global_tracer_provider_is_left_alone(server):

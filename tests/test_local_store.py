@@ -1,6 +1,8 @@
 """The local store: without an API key, spans go to SQLite and `respan traces` prints them."""
 
+import os
 import re
+import sqlite3
 import time
 
 import pytest
@@ -212,3 +214,24 @@ def test_the_traces_command_says_no_traces_for_an_empty_store(tmp_path, capsys):
     assert main(["traces", "--store", str(path)]) == 0
 
     assert capsys.readouterr().out.startswith("No traces")
+
+
+def test_the_store_file_is_readable_by_its_owner_only(store):
+    client = Respan(local_store=store)
+    with client.tracer.start_as_current_span("one"):
+        pass
+    client.flush()
+    client.shutdown()
+
+    assert os.stat(store).st_mode & 0o777 == 0o600
+
+
+def test_the_traces_command_names_a_file_that_is_not_a_trace_store(tmp_path, capsys):
+    other = tmp_path / "app.sqlite3"
+    connection = sqlite3.connect(other)
+    connection.execute("CREATE TABLE users (id INTEGER)")
+    connection.commit()
+    connection.close()
+
+    assert main(["traces", "--store", str(other)]) == 1
+    assert f"{other} is not a Respan trace store" in capsys.readouterr().err

@@ -182,3 +182,41 @@ def test_the_export_body_carries_the_translated_keys_as_otlp_json():
     assert re.fullmatch("[0-9a-f]{32}", span["traceId"])
     assert re.fullmatch("[0-9a-f]{16}", span["spanId"])
     assert "parentSpanId" not in span
+
+
+def test_secret_looking_llm_call_parameters_are_redacted():
+    parameters = {
+        "model": "gpt-4.1-nano",
+        "api_key": "sk-secret",
+        "extra_headers": {"Authorization": "Bearer hdr-secret", "X-Trace": "ok"},
+    }
+    attributes = to_respan_attributes(
+        {"openinference.span.kind": "LLM", "llm.invocation_parameters": json.dumps(parameters)}
+    )
+
+    assert json.loads(attributes["llm.invocation_parameters"]) == {
+        "model": "gpt-4.1-nano",
+        "api_key": "[REDACTED]",
+        "extra_headers": {"Authorization": "[REDACTED]", "X-Trace": "ok"},
+    }
+
+
+def test_without_content_capture_prompts_and_completions_are_left_out():
+    attributes = to_respan_attributes(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4.1-nano",
+            "llm.token_count.prompt": 9,
+            "input.value": "private prompt",
+            "output.value": "private answer",
+            "llm.input_messages.0.message.content": "private prompt",
+            "llm.output_messages.0.message.content": "private answer",
+            "respan.customer_params.customer_identifier": "u1",
+        },
+        trace_content=False,
+    )
+
+    assert "private" not in json.dumps(attributes)
+    assert attributes["gen_ai.request.model"] == "gpt-4.1-nano"
+    assert attributes["gen_ai.usage.prompt_tokens"] == 9
+    assert attributes["respan.customer_params.customer_identifier"] == "u1"

@@ -25,6 +25,7 @@ from .entity import TASK, WORKFLOW, Entity
 logger = logging.getLogger("respan_core")
 
 HEADER = "respan"
+MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried in the header
 _propagator = TraceContextTextMapPropagator()
 _running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
 _client: client.Respan | None = None
@@ -33,10 +34,10 @@ _client: client.Respan | None = None
 def connect(respan: client.Respan | None = None) -> None:
     """Connect the hooks to Celery's signals; connecting twice changes nothing.
 
-    Task spans go to `respan`, else to the active client.
+    Task spans go to `respan` (given here or in an earlier call), else to the active client.
     """
     global _client
-    _client = respan
+    _client = respan or _client
     for signal, receiver in (
         (signals.before_task_publish, _on_publish),
         (signals.task_prerun, _on_prerun),
@@ -55,7 +56,7 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
     try:
         carrier: dict[str, Any] = {}
         _propagator.inject(carrier)
-        carrier["scope"] = scope.resolved_scope()
+        carrier["scope"] = _valid_scope(scope.resolved_scope())
         where = scope.current_position()
         if where is not None:
             carrier["position"] = [where.workflow_name, where.entity_path]
@@ -70,7 +71,9 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
         carrier = _header(request)
         stack = contextlib.ExitStack()
         if carrier is not None:
-            parent: Context | None = _propagator.extract(carrier)
+            parent: Context | None = _propagator.extract(
+                {key: value for key, value in carrier.items() if isinstance(value, str)}
+            )
             stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
             stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
         elif request.is_eager:
@@ -151,14 +154,19 @@ def _header(request: Any) -> Mapping[str, Any] | None:
 
 
 def _valid_scope(value: Any) -> dict[str, Any]:
+    """The scope fields Respan knows, as capped strings (metadata values as spans show them)."""
     if not isinstance(value, Mapping):
         return {}
     valid: dict[str, Any] = {}
     for key, field in value.items():
         if key == "metadata" and isinstance(field, Mapping):
-            valid[key] = {str(k): v for k, v in field.items() if isinstance(v, (str, int, float))}
+            valid[key] = {
+                str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH]
+                for k, v in field.items()
+                if v is not None
+            }
         elif key in wire.SCOPE_KEYS and isinstance(field, str):
-            valid[key] = field
+            valid[key] = field[:MAX_VALUE_LENGTH]
     return valid
 
 
@@ -166,5 +174,9 @@ def _valid_position(value: Any) -> scope.Position | None:
     if isinstance(value, list) and len(value) == 2 and all(
         item is None or isinstance(item, str) for item in value
     ):
-        return scope.Position(value[0], value[1] or "")
+        workflow_name, entity_path = value
+        return scope.Position(
+            workflow_name[:MAX_VALUE_LENGTH] if workflow_name else None,
+            (entity_path or "")[:MAX_VALUE_LENGTH],
+        )
     return None

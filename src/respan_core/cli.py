@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TextIO
 
 from . import wire
-from .local_store import StoredSpan, StoredTrace, default_path, recent_traces
+from .local_store import NotATraceStore, StoredSpan, StoredTrace, default_path, recent_traces
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     store = arguments.store or default_path()
-    found = recent_traces(store, arguments.limit)
+    try:
+        found = recent_traces(store, arguments.limit)
+    except NotATraceStore as error:
+        print(f"respan: {error}", file=sys.stderr)
+        return 1
     if not found:
         print(f"No traces in {store} yet.")
         return 0

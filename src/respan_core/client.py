@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from .scope import ScopeProcessor
 
@@ -62,7 +63,10 @@ class Respan:
             "/"
         )
         if trace_content is None:
-            trace_content = os.environ.get("RESPAN_TRACE_CONTENT", "true").lower() not in _FALSE
+            switch = os.environ.get("RESPAN_TRACE_CONTENT") or os.environ.get(
+                "TRACELOOP_TRACE_CONTENT", "true"
+            )
+            trace_content = switch.strip().lower() not in _FALSE
         self.trace_content = trace_content
         self.local_store = None
 
@@ -73,7 +77,9 @@ class Respan:
             "environment": environment,
         }
         resource = Resource.create({"service.name": service_name or "respan-app"})
-        self.tracer_provider = TracerProvider(resource=resource)
+        # Always on: an incoming traceparent's "not sampled" flag (which any HTTP client can
+        # send) must not switch off tracing of the application's own LLM calls.
+        self.tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
         self.tracer_provider.add_span_processor(
             ScopeProcessor({key: value for key, value in defaults.items() if value})
         )
@@ -91,12 +97,12 @@ class Respan:
         if self.api_key:
             from .export import RespanExporter
 
-            return RespanExporter(self.traces_endpoint, self.api_key)
+            return RespanExporter(self.traces_endpoint, self.api_key, self.trace_content)
 
         from .local_store import LocalStoreExporter, default_path
 
         self.local_store = local_store or default_path()
-        return LocalStoreExporter(self.local_store)
+        return LocalStoreExporter(self.local_store, self.trace_content)
 
     @property
     def traces_endpoint(self) -> str:

@@ -110,6 +110,10 @@ class Entity:
         self.span.record_exception(exception)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
 
+    @property
+    def failed(self) -> bool:
+        return self._failed_by is not None
+
     def end(self) -> None:
         if not self._ended:
             self._ended = True

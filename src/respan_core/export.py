@@ -16,14 +16,14 @@ from .wire import to_respan_attributes
 logger = logging.getLogger("respan_core")
 
 
-def translated(span: ReadableSpan) -> ReadableSpan:
-    """A copy of a finished span whose attributes use Respan's keys."""
+def translated(span: ReadableSpan, trace_content: bool = True) -> ReadableSpan:
+    """A copy of a finished span with its attributes ready for export (`to_respan_attributes`)."""
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=to_respan_attributes(span.attributes or {}),
+        attributes=to_respan_attributes(span.attributes or {}, trace_content),
         events=span.events,
         links=span.links,
         kind=span.kind,
@@ -34,16 +34,19 @@ def translated(span: ReadableSpan) -> ReadableSpan:
     )
 
 
-def encode(spans: Sequence[ReadableSpan]) -> bytes:
+def encode(spans: Sequence[ReadableSpan], trace_content: bool = True) -> bytes:
     """The OTLP/JSON body of an export request for these spans."""
-    return encode_spans([translated(span) for span in spans]).to_json().encode()
+    return encode_spans([translated(span, trace_content) for span in spans]).to_json().encode()
 
 
 class RespanExporter(SpanExporter):
     """POSTs batches of spans to Respan's `/v2/traces` endpoint with the API key."""
 
-    def __init__(self, endpoint: str, api_key: str, timeout: float = 10.0):
+    def __init__(
+        self, endpoint: str, api_key: str, trace_content: bool = True, timeout: float = 10.0
+    ):
         self._endpoint = endpoint
+        self._trace_content = trace_content
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {api_key}",
@@ -51,8 +54,9 @@ class RespanExporter(SpanExporter):
         self._timeout = timeout
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        body = encode(spans, self._trace_content)
         request = urllib.request.Request(
-            self._endpoint, data=encode(spans), headers=self._headers, method="POST"
+            self._endpoint, data=body, headers=self._headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:

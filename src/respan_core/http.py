@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -61,5 +62,49 @@ def name_request_span(entity: Entity, method: str, route: str) -> None:
 
 def finish_request_span(entity: Entity, status_code: int) -> None:
     entity.span.set_attribute("http.response.status_code", status_code)
-    if status_code >= 500:
+    if status_code >= 500 and not entity.failed:
         entity.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+
+
+def traced_iteration(
+    chunks: Iterable[Any], entity: Entity, context: contextvars.Context
+) -> Iterator[Any]:
+    """Iterate a streamed response body in the request's context; end the span when done.
+
+    A streamed body is produced after the application returned: each chunk is made in the
+    request's own context, so LLM calls in a generator nest under the request and carry its
+    identity.
+    """
+    iterator = context.run(iter, chunks)
+    while True:
+        try:
+            chunk = context.run(next, iterator)
+        except StopIteration:
+            entity.end()
+            return
+        except BaseException as exception:
+            entity.fail(exception)
+            entity.end()
+            raise
+        yield chunk
+
+
+class TracedBody:
+    """A WSGI response body iterated in the request's context; it ends the request span,
+    once, when exhausted or closed."""
+
+    def __init__(self, body: Iterable[bytes], entity: Entity, context: contextvars.Context):
+        self._body = body
+        self._entity = entity
+        self._context = context
+
+    def __iter__(self) -> Iterator[bytes]:
+        return traced_iteration(self._body, self._entity, self._context)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                self._context.run(close)
+        finally:
+            self._entity.end()

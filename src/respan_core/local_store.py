@@ -46,8 +46,14 @@ def default_path() -> str:
     return os.environ.get("RESPAN_LOCAL_STORE") or str(Path.home() / ".respan" / "traces.sqlite3")
 
 
+class NotATraceStore(Exception):
+    """The file is not a trace store this package wrote."""
+
+
 def _connect(path: str) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Prompts are kept here: readable by the file's owner only.
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.executescript(_SCHEMA)
@@ -57,8 +63,9 @@ def _connect(path: str) -> sqlite3.Connection:
 class LocalStoreExporter(SpanExporter):
     """Writes finished spans, with Respan's attribute keys, to a SQLite file."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, trace_content: bool = True):
         self.path = path
+        self._trace_content = trace_content
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
@@ -79,7 +86,7 @@ class LocalStoreExporter(SpanExporter):
         return self._connection
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        rows = [_row(translated(span)) for span in spans]
+        rows = [_row(translated(span, self._trace_content)) for span in spans]
         with self._lock:
             connection = self._connection_for_this_process()
             with connection:
@@ -144,7 +151,7 @@ def recent_traces(path: str, limit: int = 10) -> list[StoredTrace]:
     """The `limit` most recently started traces, newest first, each as a tree of spans."""
     if not Path(path).exists():
         return []
-    connection = _connect(path)
+    connection = sqlite3.connect(path, timeout=30)
     try:
         trace_ids = [
             row[0]
@@ -154,8 +161,19 @@ def recent_traces(path: str, limit: int = 10) -> list[StoredTrace]:
             )
         ]
         return [_load_trace(connection, trace_id) for trace_id in trace_ids]
+    except sqlite3.DatabaseError as error:
+        if _is_empty(connection):
+            return []
+        raise NotATraceStore(f"{path} is not a Respan trace store ({error})") from error
     finally:
         connection.close()
+
+
+def _is_empty(connection: sqlite3.Connection) -> bool:
+    try:
+        return connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+    except sqlite3.DatabaseError:
+        return False
 
 
 def _load_trace(connection: sqlite3.Connection, trace_id: str) -> StoredTrace:

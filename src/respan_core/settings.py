@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 from .client import Respan
 
 Resolver = Callable[..., str | None]
+
+
+class SettingsError(ValueError):
+    """A setting has a value Respan cannot use; the message names it and the fix."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ _EXPECTED: dict[str, tuple[Any, str]] = {
     "metadata": (Mapping, 'a dict such as {"service": "chat-api"}'),
     "customer_identifier": (Callable, _RESOLVER),
     "thread_identifier": (Callable, _RESOLVER),
-    "local_store": (str, "a file path string"),
+    "local_store": ((str, os.PathLike), "a file path"),
     "trace_content": (bool, "True or False"),
     "service_name": (str, 'a string such as "chat-api"'),
     "instrument_litellm": (bool, "True or False"),
@@ -53,7 +58,11 @@ assert set(_EXPECTED) == {f.name for f in fields(Settings)}
 
 
 def parse_settings(
-    raw: Mapping[str, Any], *, container: str, prefix: str, error: type[Exception]
+    raw: Mapping[str, Any],
+    *,
+    container: str,
+    prefix: str,
+    error: type[Exception] = SettingsError,
 ) -> Settings:
     """Check the user's settings; raise `error` naming the first bad key and its fix.
 
@@ -75,7 +84,11 @@ def parse_settings(
             raise error(
                 f"{container}[{key!r}] must be {expected}, got {type(value).__name__}."
             )
-        values[name] = dict(value) if name == "metadata" else value
+        if name == "metadata":
+            value = dict(value)
+        elif name == "local_store":
+            value = os.fspath(value)
+        values[name] = value
     return Settings(**values)
 
 

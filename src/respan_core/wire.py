@@ -7,6 +7,7 @@ so every exporter of this package passes span attributes through `to_respan_attr
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -58,16 +59,46 @@ _RENAMED = {
     "input.value": (ENTITY_INPUT,),
     "output.value": (ENTITY_OUTPUT,),
 }
+# Content: what the user and the model said. Left out of exports when content capture is off.
+_CONTENT_PREFIXES = (
+    "input.value",
+    "output.value",
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    ENTITY_INPUT,
+    ENTITY_OUTPUT,
+)
+INVOCATION_PARAMETERS = "llm.invocation_parameters"
+_SECRET_NAME = re.compile(
+    r"api[_-]?key|secret|token|password|passwd|authorization|cookie|credential", re.IGNORECASE
+)
+REDACTED = "[REDACTED]"
+
 _MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(role|content)$")
 _MESSAGE_PREFIX = {"input": "gen_ai.prompt", "output": "gen_ai.completion"}
 
 
-def to_respan_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the attributes with OpenInference keys translated to Respan's.
+def to_respan_attributes(
+    attributes: Mapping[str, Any], trace_content: bool = True
+) -> dict[str, Any]:
+    """Return the attributes ready for export, OpenInference keys translated to Respan's.
 
     Keys Respan does not know are kept as they are; a Respan key already present wins over a
-    translated one.
+    translated one. Secret-looking values in LLM call parameters are redacted, and without
+    `trace_content` prompts, completions, inputs and outputs are left out.
     """
+    result = _translated(attributes)
+    if INVOCATION_PARAMETERS in result:
+        result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS])
+    if not trace_content:
+        result = {k: v for k, v in result.items() if not k.startswith(_CONTENT_PREFIXES)}
+    return result
+
+
+def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
     kind = attributes.get("openinference.span.kind")
     if kind is None:
         return dict(attributes)
@@ -90,3 +121,22 @@ def to_respan_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in translated.items():
         result.setdefault(key, value)
     return result
+
+
+def _redacted_json(value: Any) -> Any:
+    try:
+        return json.dumps(redact(json.loads(value)))
+    except (TypeError, ValueError):
+        return value
+
+
+def redact(value: Any) -> Any:
+    """The value with everything under a secret-looking key (api_key, token, ...) redacted."""
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if _SECRET_NAME.search(str(key)) else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value

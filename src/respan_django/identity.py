@@ -22,6 +22,8 @@ def authenticated_user_id(request: Any) -> str | None:
     user = request.__dict__.get("user")
     if isinstance(user, LazyObject):
         user = None if user._wrapped is empty else user._wrapped
+    if user is None:  # an async view loads it with `await request.auser()`
+        user = request.__dict__.get("_acached_user")
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return str(user.pk)

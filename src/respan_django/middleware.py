@@ -7,6 +7,7 @@ the view) joins the request's trace and carries its identity.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -44,10 +45,11 @@ class RespanMiddleware:
         try:
             with entity.activated(), self._identity_scope(request):
                 response = self.get_response(request)
+                stream_context = entity.new_context()
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response)
+        self._finish(entity, request, response, stream_context)
         return response
 
     async def _acall(self, request: Any) -> Any:
@@ -57,10 +59,11 @@ class RespanMiddleware:
         try:
             with entity.activated(), self._identity_scope(request):
                 response = await self.get_response(request)
+                stream_context = entity.new_context()
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response)
+        self._finish(entity, request, response, stream_context)
         return response
 
     def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
@@ -102,14 +105,23 @@ class RespanMiddleware:
         entity.fail(exception)
         entity.end()
 
-    def _finish(self, entity: Entity, request: Any, response: Any) -> None:
+    def _finish(
+        self, entity: Entity, request: Any, response: Any, stream_context: contextvars.Context
+    ) -> None:
         try:
             entity.span.set_attributes(scope_attributes(self._identity(request)))
             http.finish_request_span(entity, response.status_code)
         except Exception:
             logger.debug("finishing the span of a request failed", exc_info=True)
-        if getattr(response, "streaming", False):
-            # The body is produced after this returns; the span ends when the server closes it.
-            response._resource_closers.append(entity.end)
-        else:
+        if not getattr(response, "streaming", False):
             entity.end()
+            return
+        # The body is produced after this returns: in the request's context, and the span
+        # ends when it is exhausted or the server closes the response.
+        if not getattr(response, "is_async", False):
+            # TODO: async iterators (ASGI streaming) still end the span only at close,
+            # without the request's context while iterating; needs an async traced_iteration.
+            response.streaming_content = http.traced_iteration(
+                response.streaming_content, entity, stream_context
+            )
+        response._resource_closers.append(entity.end)

@@ -6,8 +6,10 @@ urlpatterns = [
     path("hello/", views.hello),
     path("items/<int:pk>/", views.item),
     path("me/", views.me),
+    path("async-me/", views.async_me),
     path("boom/", views.boom),
     path("unavailable/", views.unavailable),
     path("stream/", views.stream),
     path("work/", views.work),
+    path("stream-work/", views.stream_work),
 ]

@@ -48,3 +48,16 @@ def inner_step():
 
 def work(request):
     return HttpResponse(inner_step())
+
+
+def stream_work(request):
+    def chunks():
+        yield "start\n"
+        yield inner_step() + "\n"
+
+    return StreamingHttpResponse(chunks())
+
+
+async def async_me(request):
+    user = await request.auser()
+    return HttpResponse(str(user.pk) if user.is_authenticated else "anonymous")
