@@ -1,7 +1,8 @@
-"""Run the Django chat example for real: a gunicorn server, a prefork Celery worker, a user.
+"""Run a chat example for real: a gunicorn server, a prefork Celery worker, a logged-in user.
 
-The demo and the end-to-end tests both drive the example through this module, the way its
-users would: over HTTP, with a logged-in session, and a worker fed by a real broker.
+The demo and the end-to-end tests drive the Django and the Flask example through this module
+the way their users would: over HTTP, with a logged-in session, and a worker fed by a real
+broker. Both examples answer the same URLs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
-DJANGO_CHAT = HERE / "django_chat"
 USERNAME = "ada"
 PASSWORD = "correct-horse-battery-staple"
 
@@ -28,8 +28,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class DjangoChatStack:
-    """The example site with its worker, configured by `env` (merged over os.environ)."""
+class ChatStack:
+    """An example site with its worker, configured by `env` (merged over os.environ)."""
+
+    project_dir: Path
+    wsgi_app: str
+    celery_app: str
+    settings_env: dict[str, str] = {}
 
     def __init__(self, data_dir: Path, env: dict[str, str]):
         self.data_dir = data_dir
@@ -37,54 +42,50 @@ class DjangoChatStack:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "chatsite.settings",
+            **self.settings_env,
             "CHAT_DATA_DIR": str(data_dir),
+            "CHAT_PASSWORD": PASSWORD,
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(DJANGO_CHAT), os.environ.get("PYTHONPATH")])
+                filter(None, [str(self.project_dir), os.environ.get("PYTHONPATH")])
             ),
             **env,
         }
         self.processes: list[subprocess.Popen] = []
         self.session = requests.Session()
+        self.user_pk = ""
 
-    def manage(self, *arguments: str) -> None:
-        subprocess.run(
-            [sys.executable, str(DJANGO_CHAT / "manage.py"), *arguments],
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def start(self) -> DjangoChatStack:
+    def start(self) -> ChatStack:
         try:
-            self._start()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.user_pk = self.prepare()
+            self._spawn(
+                "web",
+                [sys.executable, "-m", "gunicorn", self.wsgi_app, "--bind",
+                 f"127.0.0.1:{self.port}", "--workers", "2", "--chdir", str(self.project_dir)],
+            )
+            self._spawn(
+                "worker",
+                [sys.executable, "-m", "celery", "-A", self.celery_app, "worker", "--pool",
+                 "prefork", "--concurrency", "2", "--loglevel", "warning",
+                 "--without-heartbeat", "--without-gossip", "--without-mingle"],
+            )
+            self._wait_for_web()
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.manage("migrate", "--no-input")
-        self.user_pk = self._ensure_user()
-        self._spawn(
-            "web",
-            [sys.executable, "-m", "gunicorn", "chatsite.wsgi", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", "2", "--chdir", str(DJANGO_CHAT)],
-        )
-        self._spawn(
-            "worker",
-            [sys.executable, "-m", "celery", "-A", "chatsite", "worker", "--pool", "prefork",
-             "--concurrency", "2", "--loglevel", "warning", "--without-heartbeat",
-             "--without-gossip", "--without-mingle"],
-        )
-        self._wait_for_web()
+    def prepare(self) -> str:
+        """Get the site ready to serve; return the example user's primary key."""
+        raise NotImplementedError
 
     def _spawn(self, name: str, command: list[str]) -> None:
         with open(self.data_dir / f"{name}.log", "ab") as log:
             self.processes.append(
-                subprocess.Popen(command, env=self.env, cwd=DJANGO_CHAT, stdout=log, stderr=log)
+                subprocess.Popen(
+                    command, env=self.env, cwd=self.project_dir, stdout=log, stderr=log
+                )
             )
 
     def _wait_for_web(self, timeout: float = 60.0) -> None:
@@ -103,42 +104,25 @@ class DjangoChatStack:
 
     def log_in(self) -> None:
         self.session.get(f"{self.base_url}/login/").raise_for_status()
-        response = self.session.post(
-            f"{self.base_url}/login/",
-            data={
-                "username": USERNAME,
-                "password": PASSWORD,
-                "csrfmiddlewaretoken": self.session.cookies["csrftoken"],
-            },
-            allow_redirects=False,
-        )
+        form = {"username": USERNAME, "password": PASSWORD, **self.login_form_extras()}
+        response = self.session.post(f"{self.base_url}/login/", data=form, allow_redirects=False)
         if response.status_code != 302:
             raise RuntimeError(f"logging in failed with HTTP {response.status_code}")
+
+    def login_form_extras(self) -> dict[str, str]:
+        return {}
+
+    def request_headers(self) -> dict[str, str]:
+        return {}
 
     def chat(self, conversation_id: int, message: str) -> dict:
         response = self.session.post(
             f"{self.base_url}/chat/{conversation_id}/",
             json={"message": message},
-            headers={"X-CSRFToken": self.session.cookies["csrftoken"]},
+            headers=self.request_headers(),
         )
         response.raise_for_status()
         return response.json()
-
-    @property
-    def session_key(self) -> str | None:
-        return self.session.cookies.get("sessionid")
-
-    def _ensure_user(self) -> str:
-        """Create the example user if missing; return its primary key."""
-        output = subprocess.run(
-            [sys.executable, str(DJANGO_CHAT / "manage.py"), "shell", "-c",
-             "from django.contrib.auth.models import User\n"
-             f"user = User.objects.filter(username={USERNAME!r}).first() or "
-             f"User.objects.create_user({USERNAME!r}, password={PASSWORD!r})\n"
-             "print(user.pk)"],
-            env=self.env, check=True, capture_output=True, text=True,
-        ).stdout
-        return output.split()[-1]
 
     def stop(self) -> None:
         """Warm shutdown: each process flushes its spans before it exits."""
@@ -152,3 +136,47 @@ class DjangoChatStack:
                 process.kill()
                 process.wait()
         self.processes.clear()
+
+
+class DjangoChatStack(ChatStack):
+    project_dir = HERE / "django_chat"
+    wsgi_app = "chatsite.wsgi"
+    celery_app = "chatsite"
+    settings_env = {"DJANGO_SETTINGS_MODULE": "chatsite.settings"}
+    session_cookie = "sessionid"
+
+    def prepare(self) -> str:
+        self._manage("migrate", "--no-input")
+        output = self._manage(
+            "shell", "-c",
+            "from django.contrib.auth.models import User\n"
+            f"user = User.objects.filter(username={USERNAME!r}).first() or "
+            f"User.objects.create_user({USERNAME!r}, password={PASSWORD!r})\n"
+            "print(user.pk)",
+        )
+        return output.split()[-1]
+
+    def _manage(self, *arguments: str) -> str:
+        return subprocess.run(
+            [sys.executable, str(self.project_dir / "manage.py"), *arguments],
+            env=self.env, check=True, capture_output=True, text=True,
+        ).stdout
+
+    def login_form_extras(self) -> dict[str, str]:
+        return {"csrfmiddlewaretoken": self.session.cookies["csrftoken"]}
+
+    def request_headers(self) -> dict[str, str]:
+        return {"X-CSRFToken": self.session.cookies["csrftoken"]}
+
+
+class FlaskChatStack(ChatStack):
+    project_dir = HERE / "flask_chat"
+    wsgi_app = "wsgi:app"
+    celery_app = "make_celery"
+    session_cookie = "session"
+
+    def prepare(self) -> str:
+        return "1"  # the example keeps its one user in memory
+
+
+STACKS = {"django": DjangoChatStack, "flask": FlaskChatStack}

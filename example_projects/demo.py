@@ -1,22 +1,24 @@
-"""The demo: the Django chat example traced end to end, with no account and no network.
+"""The demo: a chat example traced end to end, with no account and no network.
 
 It starts the site under gunicorn and a prefork Celery worker (filesystem broker unless
 CELERY_BROKER_URL says otherwise), and, unless OPENAI_API_KEY is set, an OpenAI-compatible
 stand-in on 127.0.0.1. It logs in, chats a little, waits for the work, and prints the traces
 from Respan's local store: request -> LLM, and request -> Celery task -> LLM, in one trace.
 
-    python example_projects/demo.py
+    python example_projects/demo.py                      # the Django example
+    python example_projects/demo.py --framework flask    # the Flask example
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from chat_stack import HERE, DjangoChatStack
+from chat_stack import HERE, STACKS
 from loopback_llm import LoopbackLLM
 
 from respan_core.cli import print_trace
@@ -28,18 +30,21 @@ SPANS_PER_CHAT = 4  # request workflow, its LLM call, the Celery task, the task'
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Run a traced chat example end to end.")
+    parser.add_argument("--framework", choices=sorted(STACKS), default="django")
+    framework = parser.parse_args().framework
+
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     store = str(DEMO_DIR / "traces.sqlite3")
     env = {"RESPAN_LOCAL_STORE": store}
-    env.pop("RESPAN_API_KEY", None)
     if not os.environ.get("OPENAI_API_KEY"):
         llm = LoopbackLLM().start()
         env.update(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="sk-stand-in")
         print(f"No OPENAI_API_KEY: using the LLM stand-in at {llm.base_url}")
 
-    stack = DjangoChatStack(DEMO_DIR, env)
+    stack = STACKS[framework](DEMO_DIR, env)
     stack.env.pop("RESPAN_API_KEY", None)
-    print("Starting the chat site (gunicorn) and its Celery worker ...")
+    print(f"Starting the {framework} chat site (gunicorn) and its Celery worker ...")
     stack.start()
     try:
         stack.log_in()

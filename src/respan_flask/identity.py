@@ -39,14 +39,16 @@ def session_thread_id() -> str | None:
     """
     if not has_request_context():
         return None
-    session_id = getattr(session, "sid", None)
+    current = session._get_current_object()
+    session_id = getattr(current, "sid", None)
     if isinstance(session_id, str) and session_id:
         key = str(current_app.secret_key or "").encode()
         digest = hmac.new(key, b"respan_flask.thread:" + session_id.encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
-    if not session:
+    if not current:
         return None
-    thread = dict.get(session, THREAD_KEY)
+    # dict.get, unlike the session's own, does not mark the session accessed (Vary: Cookie).
+    thread = dict.get(current, THREAD_KEY)
     if not thread:
-        thread = session[THREAD_KEY] = uuid.uuid4().hex
+        thread = current[THREAD_KEY] = uuid.uuid4().hex
     return thread

@@ -1,5 +1,6 @@
-"""The main job, for real: a Django site under gunicorn, a prefork Celery worker over Redis,
-LiteLLM calling the loopback LLM, and the exporter posting to the loopback ingest.
+"""The main job, for real: the Django and the Flask chat example under gunicorn, a prefork
+Celery worker over Redis, LiteLLM calling the loopback LLM, and the exporter posting to the
+loopback ingest.
 
 One chat request must produce one connected trace: the request's workflow span, the view's
 LLM span, the Celery task span in the worker and the task's (streaming) LLM span, all with
@@ -9,7 +10,7 @@ the user's identity, the environment and the metadata.
 import os
 
 import pytest
-from chat_stack import DjangoChatStack
+from chat_stack import STACKS
 
 from respan_core import wire
 
@@ -18,10 +19,21 @@ PROVIDER_KEY = "sk-provider-secret-9a7e"
 WORKFLOW = "POST /chat/<int:conversation_id>/"
 
 
+TASKS = {
+    "django": "chat.tasks.summarize_conversation",
+    "flask": "chat_app.tasks.summarize_conversation",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(STACKS))
+def framework(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, llm, ingest):
-    stack = DjangoChatStack(
-        tmp_path_factory.mktemp("django_chat"),
+def site(framework, tmp_path_factory, llm, ingest):
+    stack = STACKS[framework](
+        tmp_path_factory.mktemp(f"{framework}_chat"),
         {
             "RESPAN_API_KEY": RESPAN_KEY,
             "RESPAN_BASE_URL": ingest.base_url,
@@ -37,24 +49,31 @@ def site(tmp_path_factory, llm, ingest):
 
 
 @pytest.fixture(scope="module")
-def chat_trace(site, ingest):
+def chat_trace(framework, site, ingest):
     """The four spans of one chat request, found by the request's trace id."""
     site.log_in()
-    site.chat(7, "How do traces cross into Celery?")
+    message = f"How do traces cross into Celery from {framework}?"
+    site.chat(7, message)
+
+    def workflow_of(spans):
+        # The ingest is shared: this request's workflow is the parent of the LLM call that
+        # sent this message.
+        asked = [s for s in spans if s.attributes.get("gen_ai.prompt.0.content") == message]
+        return next((s for s in spans for a in asked if s.span_id == a.parent_span_id), None)
 
     def complete(spans):
-        workflows = [s for s in spans if s.name == WORKFLOW]
-        return workflows and len([s for s in spans if s.trace_id == workflows[0].trace_id]) >= 4
+        workflow = workflow_of(spans)
+        return workflow and len([s for s in spans if s.trace_id == workflow.trace_id]) >= 4
 
     spans = ingest.wait_for(complete)
-    trace_id = next(s.trace_id for s in spans if s.name == WORKFLOW)
+    workflow = workflow_of(spans)
+    in_trace = [s for s in spans if s.trace_id == workflow.trace_id]
     return {
-        "all": [s for s in spans if s.trace_id == trace_id],
-        "workflow": next(s for s in spans if s.name == WORKFLOW),
-        "task": next(
-            s for s in spans if s.name == "chat.tasks.summarize_conversation.task"
-        ),
-        "llm": [s for s in spans if s.trace_id == trace_id and s.name == "completion"],
+        "all": in_trace,
+        "workflow": workflow,
+        "task": next(s for s in in_trace if s.name == f"{TASKS[framework]}.task"),
+        "llm": [s for s in in_trace if s.name == "completion"],
+        "message": message,
     }
 
 
@@ -71,7 +90,7 @@ def test_parents_chain_request_then_task_then_llm(chat_trace):
 
     assert workflow.parent_span_id == ""
     assert task.parent_span_id == workflow.span_id
-    assert view_llm.attributes["gen_ai.prompt.0.content"] == "How do traces cross into Celery?"
+    assert view_llm.attributes["gen_ai.prompt.0.content"] == chat_trace["message"]
     assert task_llm.attributes["llm.request.type"] == "chat"
     assert task_llm.attributes["gen_ai.usage.prompt_tokens"] > 0
     assert task_llm.attributes["gen_ai.usage.completion_tokens"] > 0
@@ -86,11 +105,11 @@ def test_workflow_span_describes_the_request(chat_trace):
     assert attributes[wire.WORKFLOW_NAME] == WORKFLOW
 
 
-def test_task_span_sits_in_the_request_workflow(chat_trace):
+def test_task_span_sits_in_the_request_workflow(chat_trace, framework):
     attributes = chat_trace["task"].attributes
     assert attributes[wire.SPAN_KIND] == "task"
     assert attributes[wire.WORKFLOW_NAME] == WORKFLOW
-    assert attributes[wire.ENTITY_PATH] == "chat.tasks.summarize_conversation"
+    assert attributes[wire.ENTITY_PATH] == TASKS[framework]
     assert attributes["celery.state"] == "SUCCESS"
 
 
@@ -104,7 +123,8 @@ def test_every_span_carries_identity_environment_and_metadata(chat_trace, site):
         threads.add(span.attributes[wire.THREAD_IDENTIFIER])
 
     assert len(threads) == 1
-    assert site.session_key and threads != {site.session_key}
+    session_cookie = site.session.cookies[site.session_cookie]
+    assert session_cookie not in threads.pop()
 
 
 def _posts_of(chat_trace, ingest):
@@ -123,8 +143,8 @@ def test_posts_go_to_v2_traces_with_the_bearer_key(chat_trace, ingest):
 
 
 def test_no_secret_in_the_posted_bytes(chat_trace, ingest, site):
-    session_key = site.session_key.encode()
+    session_cookie = site.session.cookies[site.session_cookie].encode()
     for post in _posts_of(chat_trace, ingest):
-        assert session_key not in post.body
+        assert session_cookie not in post.body
         assert PROVIDER_KEY.encode() not in post.body
         assert RESPAN_KEY.encode() not in post.body

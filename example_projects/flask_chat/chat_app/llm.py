@@ -1,0 +1,24 @@
+"""The app's one way to call an LLM, through LiteLLM."""
+
+import os
+
+# LiteLLM ships a model cost map; without this it downloads a fresh one when imported.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import litellm
+
+MODEL = os.environ.get("CHAT_MODEL", "gpt-4.1-nano")
+
+
+def reply(messages: list[dict]) -> str:
+    response = litellm.completion(model=MODEL, messages=messages)
+    return response.choices[0].message.content
+
+
+def streamed_reply(messages: list[dict]):
+    chunks = litellm.completion(
+        model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    for chunk in chunks:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield chunk.choices[0].delta.content

@@ -1,0 +1,3 @@
+from chat_app import create_app
+
+app = create_app()
