@@ -11,8 +11,11 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# make demo FRAMEWORK=flask runs the Flask example instead of the Django one.
+FRAMEWORK ?= django
+
 demo: $(VENV)/.installed
-	$(VENV)/bin/python example_projects/demo.py
+	$(VENV)/bin/python example_projects/demo.py --framework $(FRAMEWORK)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

@@ -40,8 +40,9 @@ class ChatStack:
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
         self.env = {
-            **os.environ,
+            **inherited,
             **self.settings_env,
             "CHAT_DATA_DIR": str(data_dir),
             "CHAT_PASSWORD": PASSWORD,
