@@ -1,9 +1,10 @@
 """An OpenAI-compatible chat completions server on 127.0.0.1, standing in for a provider.
 
 The demo and the tests point LiteLLM at it (`OPENAI_BASE_URL`), so nothing needs a provider
-account or the network. It answers `POST /v1/chat/completions`, plain and streaming, with a
-reply that quotes the last user message, and counts tokens as words. Every request is kept in
-`server.requests` for tests to inspect.
+account or the network. It answers `POST .../chat/completions`, plain and streaming, with a
+reply that quotes the last user message, and counts tokens as words. Like Respan's gateway it
+answers with an `X-Respan-Log-Id` header, so it stands in for the gateway too. Every request
+is kept in `server.requests` for tests to inspect.
 
     python example_projects/loopback_llm.py --port 8765
 """
@@ -30,7 +31,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class LLMRequestHandler(BaseHTTPRequestHandler):
     server: LoopbackLLM
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -39,9 +40,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         request = json.loads(body or b"{}")
-        self.server.requests.append(
-            {"path": self.path, "headers": dict(self.headers), "body": request}
-        )
+        with self.server.lock:
+            self.server.requests.append(
+                {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                 "body": request}
+            )
+            self.log_id = f"log-{len(self.server.requests)}"
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error(404)
             return
@@ -78,6 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("X-Respan-Log-Id", self.log_id)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -85,6 +90,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(self, model: str, text: str, usage: dict[str, int]) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        self.send_header("X-Respan-Log-Id", self.log_id)
         self.end_headers()
         words = text.split(" ")
         chunks = [{"role": "assistant", "content": ""}] + [
@@ -113,8 +119,9 @@ class LoopbackLLM(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int = 0):
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__(("127.0.0.1", port), LLMRequestHandler)
         self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
 
     @property
     def base_url(self) -> str:

@@ -84,3 +84,20 @@ def test_a_bad_setting_stops_django_at_startup(tmp_path):
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured: settings.RESPAN has an unknown key 'ENVIRONMNET'" in result.stderr
+
+
+def test_an_unknown_mode_is_named_in_the_error():
+    with override_settings(RESPAN={"MODE": "proxy"}):
+        with pytest.raises(ImproperlyConfigured) as error:
+            load_settings()
+    assert "settings.RESPAN['MODE'] must be one of" in str(error.value)
+
+
+def test_a_gateway_mode_without_an_api_key_names_both_settings(monkeypatch):
+    monkeypatch.delenv("RESPAN_API_KEY", raising=False)
+    with override_settings(RESPAN={"MODE": "gateway"}):
+        with pytest.raises(ImproperlyConfigured) as error:
+            load_settings()
+    message = str(error.value)
+    assert "settings.RESPAN['MODE'] is 'gateway'" in message
+    assert "set settings.RESPAN['API_KEY'] or the RESPAN_API_KEY variable" in message

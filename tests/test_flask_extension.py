@@ -374,3 +374,14 @@ def test_a_server_side_session_id_gives_a_keyed_digest_as_thread(tmp_path):
         b"tests-only", b"respan_flask.thread:server-side-session-id-123", hashlib.sha256
     ).hexdigest()[:32]
     assert span.attributes[wire.THREAD_IDENTIFIER] == expected
+
+
+def test_a_gateway_mode_without_an_api_key_fails_init_app(monkeypatch):
+    monkeypatch.delenv("RESPAN_API_KEY", raising=False)
+    app = Flask("gateway_without_key")
+    app.config["RESPAN_MODE"] = "both"
+
+    with pytest.raises(SettingsError) as error:
+        Respan(app)
+    assert "app.config['RESPAN_MODE'] is 'both'" in str(error.value)
+    assert "app.config['RESPAN_API_KEY']" in str(error.value)

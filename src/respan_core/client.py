@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+from . import gateway
 from .scope import ScopeProcessor
 
 logger = logging.getLogger("respan_core")
@@ -41,6 +42,11 @@ class Respan:
 
     `customer_identifier`, `thread_identifier`, `metadata` and `environment` are defaults for
     every span: the outermost scope under any `propagate_attributes`.
+
+    `mode` chooses the setup: "tracing" (the default) traces LLM calls; "gateway" sends them
+    through the Respan gateway, with the current scope as Respan parameters, and exports no
+    traces; "both" does both. `gateway_params` are defaults for every gateway call
+    (`{"fallback_models": ["gpt-4.1-mini"]}`). See `respan_core.gateway`.
     """
 
     def __init__(
@@ -57,6 +63,8 @@ class Respan:
         trace_content: bool | None = None,
         service_name: str | None = None,
         exporter: SpanExporter | None = None,
+        mode: str = "tracing",
+        gateway_params: Mapping[str, Any] | None = None,
     ):
         self.api_key = api_key or os.environ.get("RESPAN_API_KEY") or None
         self.base_url = (base_url or os.environ.get("RESPAN_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -69,6 +77,8 @@ class Respan:
             trace_content = switch.strip().lower() not in _FALSE
         self.trace_content = trace_content
         self.local_store = None
+        self.mode = _checked_mode(mode, self.api_key)
+        self.gateway_params = dict(gateway_params or {})
 
         defaults = {
             "customer_identifier": customer_identifier,
@@ -80,16 +90,18 @@ class Respan:
         # Always on: an incoming traceparent's "not sampled" flag (which any HTTP client can
         # send) must not switch off tracing of the application's own LLM calls.
         self.tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
-        self.tracer_provider.add_span_processor(
-            ScopeProcessor({key: value for key, value in defaults.items() if value})
-        )
-        self.tracer_provider.add_span_processor(
-            BatchSpanProcessor(exporter or self._default_exporter(local_store))
-        )
+        self.defaults = {key: value for key, value in defaults.items() if value}
+        self.tracer_provider.add_span_processor(ScopeProcessor(self.defaults))
+        if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
+            self.tracer_provider.add_span_processor(
+                BatchSpanProcessor(exporter or self._default_exporter(local_store))
+            )
         self.tracer = self.tracer_provider.get_tracer("respan_core")
         self._tracers: dict[tuple, trace.Tracer] = {}
 
         _live.append(self)
+        if self.mode != gateway.TRACING:
+            gateway.route_when_imported()  # before tracing wraps LiteLLM: see gateway.py
         for instrumentor in instrumentations:
             self.instrument(instrumentor)
 
@@ -141,6 +153,17 @@ class Respan:
         if key not in self._tracers:
             self._tracers[key] = self.tracer_provider.get_tracer(*key)
         return self._tracers[key]
+
+
+def _checked_mode(mode: str, api_key: str | None) -> str:
+    if mode not in gateway.MODES:
+        raise ValueError(f"mode must be one of {', '.join(gateway.MODES)}; got {mode!r}.")
+    if mode != gateway.TRACING and not api_key:
+        raise ValueError(
+            f"mode {mode!r} sends LLM calls through the Respan gateway with your Respan API "
+            "key, and no key is set: pass api_key= or set the RESPAN_API_KEY variable."
+        )
+    return mode
 
 
 def active() -> Respan | None:

@@ -94,7 +94,7 @@ def resolved_scope() -> dict[str, Any]:
         if key == "metadata":
             resolved[key] = dict(value)
             continue
-        value = _evaluate(value)
+        value = evaluate(value)
         if value is not None:
             resolved[key] = value
     return resolved
@@ -136,7 +136,7 @@ def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
                 if meta_value is not None:
                     attributes[wire.METADATA_PREFIX + str(meta_key)] = str(meta_value)
             continue
-        value = _evaluate(value)
+        value = evaluate(value)
         if value is None:
             continue
         if key == "prompt" and not isinstance(value, str):
@@ -145,7 +145,8 @@ def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
     return attributes
 
 
-def _evaluate(value: Any) -> Any:
+def evaluate(value: Any) -> Any:
+    """A scope value as it is now: a lazy value's result, None if it fails."""
     if not callable(value):
         return value
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .client import Respan
+from .gateway import MODES, TRACING
 
 Resolver = Callable[..., str | None]
 
@@ -37,6 +38,8 @@ class Settings:
     service_name: str | None = None
     instrument_litellm: bool = True
     instrument_celery: bool = True
+    mode: str = TRACING
+    gateway_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 _RESOLVER = "a callable or its dotted path"
@@ -53,6 +56,8 @@ _EXPECTED: dict[str, tuple[Any, str]] = {
     "service_name": (str, 'a string such as "chat-api"'),
     "instrument_litellm": (bool, "True or False"),
     "instrument_celery": (bool, "True or False"),
+    "mode": (str, 'one of "tracing", "gateway", "both"'),
+    "gateway_params": (Mapping, 'a dict such as {"fallback_models": ["gpt-4.1-mini"]}'),
 }
 assert set(_EXPECTED) == {f.name for f in fields(Settings)}
 
@@ -84,12 +89,21 @@ def parse_settings(
             raise error(
                 f"{container}[{key!r}] must be {expected}, got {type(value).__name__}."
             )
-        if name == "metadata":
+        if name == "mode" and value not in MODES:
+            raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
+        if name in ("metadata", "gateway_params"):
             value = dict(value)
         elif name == "local_store":
             value = os.fspath(value)
         values[name] = value
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.mode != TRACING and not (settings.api_key or os.environ.get("RESPAN_API_KEY")):
+        raise error(
+            f"{container}[{prefix + 'MODE'!r}] is {settings.mode!r}, which sends LLM calls "
+            "through the Respan gateway with your Respan API key, and no key is set: set "
+            f"{container}[{prefix + 'API_KEY'!r}] or the RESPAN_API_KEY variable."
+        )
+    return settings
 
 
 def _import(path: str, where: str, error: type[Exception]) -> Any:
@@ -121,6 +135,8 @@ def client_for(settings: Settings) -> Respan:
             settings.local_store,
             settings.trace_content,
             settings.service_name,
+            settings.mode,
+            settings.gateway_params,
         ],
         default=str,
         sort_keys=True,
@@ -136,6 +152,8 @@ def client_for(settings: Settings) -> Respan:
         local_store=settings.local_store,
         trace_content=settings.trace_content,
         service_name=settings.service_name,
+        mode=settings.mode,
+        gateway_params=settings.gateway_params,
     )
     if settings.instrument_litellm:
         client.instrument_litellm()

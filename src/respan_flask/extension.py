@@ -81,16 +81,13 @@ class Respan:
 
 
 def load_settings(app: Flask, options: dict[str, Any]) -> Settings:
-    """Read the `RESPAN_*` keys of `app.config`, then the keyword options over them."""
-    from_config = parse_settings(
-        {key: value for key, value in app.config.items() if key.startswith("RESPAN_")},
-        container="app.config",
-        prefix="RESPAN_",
-    )
-    from_options = parse_settings(options, container="Respan() options", prefix="")
-    given = {name: value for name, value in dataclasses.asdict(from_options).items()
-             if name in options}
-    settings = dataclasses.replace(from_config, **given)
+    """Read the `RESPAN_*` keys of `app.config`, with the keyword options over them.
+
+    A keyword option is checked as its config key: `environment=` as `RESPAN_ENVIRONMENT`.
+    """
+    raw = {key: value for key, value in app.config.items() if key.startswith("RESPAN_")}
+    raw.update({f"RESPAN_{name.upper()}": value for name, value in options.items()})
+    settings = parse_settings(raw, container="app.config", prefix="RESPAN_")
     return dataclasses.replace(
         settings,
         customer_identifier=settings.customer_identifier or logged_in_user_id,

@@ -1,4 +1,5 @@
-"""A loopback stand-in for Respan's trace ingest: it records every POST it receives."""
+"""A loopback stand-in for Respan's API: the trace ingest, which records every POST it receives,
+and the gateway (the LLM stand-in's chat completions) under the same base URL."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from loopback_llm import LLMRequestHandler
 
 
 @dataclass
@@ -64,13 +67,13 @@ def _value(value: dict[str, Any]) -> Any:
     return value
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LLMRequestHandler):
     server: Ingest
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
     def do_POST(self) -> None:
+        if not self.path.endswith("/v2/traces"):
+            super().do_POST()  # the gateway
+            return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
             self.server.posts.append(Post(self.path, dict(self.headers), body))
@@ -88,6 +91,7 @@ class Ingest(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.posts: list[Post] = []
+        self.requests: list[dict[str, Any]] = []  # gateway calls
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 

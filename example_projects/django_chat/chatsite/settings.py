@@ -56,6 +56,8 @@ RESPAN = {
     "ENVIRONMENT": os.environ.get("CHAT_ENVIRONMENT", "development"),
     "METADATA": {"service": "chat-api"},
     "SERVICE_NAME": "chat-api",
+    # "tracing", "gateway" (LLM calls through the Respan gateway) or "both".
+    "MODE": os.environ.get("RESPAN_MODE", "tracing"),
 }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
