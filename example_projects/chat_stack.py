@@ -116,9 +116,11 @@ class ChatStack:
     def request_headers(self) -> dict[str, str]:
         return {}
 
-    def chat(self, conversation_id: int, message: str) -> dict:
+    def chat(self, conversation_id: int, message: str, view: str = "") -> dict:
+        """POST a message to /chat/<id>/ (or to /chat/<id>/<view>/, such as "async")."""
+        path = f"/chat/{conversation_id}/" + (f"{view}/" if view else "")
         response = self.session.post(
-            f"{self.base_url}/chat/{conversation_id}/",
+            f"{self.base_url}{path}",
             json={"message": message},
             headers=self.request_headers(),
         )

@@ -1,6 +1,6 @@
 """The gateway setups for real: the Django chat example under gunicorn with a prefork worker
-over Redis, its LLM calls (the view's plain one, the task's streamed one) sent through a
-loopback Respan stand-in that is gateway and trace ingest at once."""
+over Redis, its LLM calls (a view's plain one, the task's streamed one, an async view's) sent
+through a loopback Respan stand-in that is gateway and trace ingest at once."""
 
 import os
 
@@ -36,15 +36,20 @@ def chat(mode, tmp_path_factory, ingest):
         stack.log_in()
         message = f"Through the gateway in {mode} mode"
         stack.chat(3, message)
+        async_message = f"Through the gateway from an async view in {mode} mode"
+        stack.chat(3, async_message, view="async")
 
-        def mentions_message(call):
-            return any(message in str(m.get("content")) for m in call["body"]["messages"])
+        def mentions(call, text):
+            return any(text in str(m.get("content")) for m in call["body"]["messages"])
 
-        def both_calls_arrived():
-            return len([c for c in ingest.requests if mentions_message(c)]) >= 2
+        def calls_arrived():
+            return len([c for c in ingest.requests if mentions(c, message)]) >= 2 and any(
+                mentions(c, async_message) for c in ingest.requests
+            )
 
-        ingest.wait_for(lambda spans: both_calls_arrived())
-        calls = [c for c in ingest.requests if mentions_message(c)]
+        ingest.wait_for(lambda spans: calls_arrived())
+        calls = [c for c in ingest.requests if mentions(c, message)]
+        async_call = next(c for c in ingest.requests if mentions(c, async_message))
         if mode == "both":
             spans = ingest.wait_for(
                 lambda spans: len([s for s in spans if s.attributes.get(LOG_ID) in
@@ -53,7 +58,8 @@ def chat(mode, tmp_path_factory, ingest):
         else:
             stack.stop()  # flushes whatever each process holds
             spans = ingest.spans()
-        yield {"calls": calls, "spans": spans, "user_pk": stack.user_pk,
+        yield {"calls": calls, "async_call": async_call, "spans": spans,
+               "user_pk": stack.user_pk,
                "log_ids": {f"log-{ingest.requests.index(c) + 1}" for c in calls},
                "session_cookie": stack.session.cookies["sessionid"]}
     finally:
@@ -62,21 +68,22 @@ def chat(mode, tmp_path_factory, ingest):
 
 def test_the_views_and_the_tasks_calls_go_through_the_gateway_with_the_key(chat):
     view_call, task_call = chat["calls"]
-    for call in (view_call, task_call):
+    for call in (view_call, task_call, chat["async_call"]):
         assert call["path"] == "/api/chat/completions"
         assert call["headers"]["authorization"] == f"Bearer {RESPAN_KEY}"
     assert task_call["body"]["stream"] is True
 
 
-def test_both_calls_carry_the_requests_identity_as_respan_parameters(chat):
+def test_every_call_carries_the_requests_identity_as_respan_parameters(chat):
     view_call, task_call = chat["calls"]
-    for call in (view_call, task_call):
+    for call in (view_call, task_call, chat["async_call"]):
         body = call["body"]
         assert body["customer_identifier"] == chat["user_pk"]
         assert body["environment"] == "development"
         assert body["metadata"] == {"service": "chat-api"}
     thread = view_call["body"]["thread_identifier"]
     assert task_call["body"]["thread_identifier"] == thread
+    assert chat["async_call"]["body"]["thread_identifier"] == thread
     assert chat["session_cookie"] not in thread
 
 

@@ -15,6 +15,11 @@ def reply(messages: list[dict]) -> str:
     return response.choices[0].message.content
 
 
+async def areply(messages: list[dict]) -> str:
+    response = await litellm.acompletion(model=MODEL, messages=messages)
+    return response.choices[0].message.content
+
+
 def streamed_reply(messages: list[dict]) -> str:
     chunks = litellm.completion(
         model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}

@@ -21,5 +21,18 @@ def chat(request, conversation_id: int):
     return JsonResponse({"reply": answer, "summary_task": result.id})
 
 
+@login_required
+@require_POST
+async def chat_async(request, conversation_id: int):
+    """The same chat as an async view: no summary task, just the reply."""
+    try:
+        message = json.loads(request.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return HttpResponseBadRequest('send JSON: {"message": "..."}')
+
+    answer = await llm.areply([{"role": "user", "content": message}])
+    return JsonResponse({"reply": answer})
+
+
 def health(request):
     return HttpResponse("ok")

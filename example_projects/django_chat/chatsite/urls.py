@@ -5,5 +5,6 @@ from django.urls import path
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("chat/<int:conversation_id>/", views.chat, name="chat"),
+    path("chat/<int:conversation_id>/async/", views.chat_async, name="chat-async"),
     path("health/", views.health, name="health"),
 ]
