@@ -1,18 +1,25 @@
 """A plain Celery application (no web framework) for the Celery hook tests.
 
 The worker process creates its Respan client when it starts (from RESPAN_API_KEY and
-RESPAN_BASE_URL) and connects the hooks with the one call a Celery user makes.
+RESPAN_BASE_URL) and connects the hooks with the one call a Celery user makes. The broker is
+TEST_BROKER_URL (Redis unless a test says otherwise); results, which chords need, go to Redis.
 """
 
 import os
+import time
 
 from celery import Celery, signals
 
-app = Celery("celery_app", broker=os.environ["TEST_REDIS_URL"])
+app = Celery(
+    "celery_app",
+    broker=os.environ.get("TEST_BROKER_URL") or os.environ["TEST_REDIS_URL"],
+    backend=os.environ["TEST_REDIS_URL"],
+)
 app.conf.update(
     task_default_queue=os.environ["TEST_CELERY_QUEUE"],
-    task_ignore_result=True,
+    result_expires=600,
     worker_hijack_root_logger=False,
+    beat_schedule={"tick": {"task": "celery_app.tick", "schedule": 1.0}},
 )
 
 
@@ -23,6 +30,18 @@ class TaskFailed(Exception):
 @app.task
 def add(x, y):
     return x + y
+
+
+@app.task
+def total(numbers):
+    return sum(numbers)
+
+
+@app.task
+def spawn():
+    """A task that sends a task."""
+    add.delay(5, 5)
+    return "spawned"
 
 
 @app.task
@@ -37,7 +56,24 @@ def flaky(self):
     return "second attempt"
 
 
+@app.task(bind=True, max_retries=2)
+def doomed(self):
+    raise self.retry(exc=TaskFailed(f"attempt {self.request.retries} fails"), countdown=0)
+
+
+@app.task
+def sleepy(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task
+def tick():
+    return "tick"
+
+
 @signals.worker_init.connect
+@signals.beat_init.connect
 def start_tracing(**_):
     import respan_core.celery
     from respan_core import Respan

@@ -3,11 +3,12 @@
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from celery import signals
-from celery_app import TaskFailed, add, fail, flaky
+from celery import chain, chord, group, signals
+from celery_app import TaskFailed, add, app, doomed, fail, flaky, spawn, total
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -54,7 +55,12 @@ class Plan:
         return "pro"
 
 
-def _send_in_workflow(publisher, task, name):
+def _send_in_workflow(publisher, send, name):
+    """Run `send()` inside a workflow span named `name`, within a customer's scope.
+
+    `send` is a signature to `.delay()`, or a callable that sends however it likes.
+    """
+
     @workflow(name=name)
     def handle():
         with propagate_attributes(
@@ -62,7 +68,7 @@ def _send_in_workflow(publisher, task, name):
             thread_identifier="thread-7",
             metadata={"plan": Plan()},
         ):
-            task.delay()
+            send.delay() if hasattr(send, "delay") else send()
 
     handle()
     publisher.flush()
@@ -203,3 +209,96 @@ def test_a_malformed_header_is_ignored_and_the_task_runs_in_a_trace_of_its_own(
     assert span.parent_span_id == ""
     assert span.attributes["celery.state"] == "SUCCESS"
     assert wire.CUSTOMER_IDENTIFIER not in span.attributes
+
+
+def _assert_sent_from(root, span):
+    assert span.trace_id == root.trace_id
+    assert span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-7"
+    assert span.attributes[wire.WORKFLOW_NAME] == root.attributes[wire.WORKFLOW_NAME]
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["countdown", "eta", "send_task", "signature", "ignore_result"],
+)
+def test_every_way_of_sending_keeps_the_trace_and_the_scope(worker, publisher, ingest, how):
+    sends = {
+        "countdown": lambda: add.apply_async((1, 2), countdown=1),
+        "eta": lambda: add.apply_async(
+            (1, 2), eta=datetime.now(UTC) + timedelta(seconds=1)
+        ),
+        "send_task": lambda: app.send_task("celery_app.add", args=(1, 2)),
+        "signature": lambda: add.signature((1, 2)).apply_async(),
+        "ignore_result": lambda: add.apply_async((1, 2), ignore_result=True),
+    }
+    _send_in_workflow(publisher, sends[how], f"send_{how}")
+
+    root, (task_span,) = _trace_of(ingest, f"send_{how}", 2)
+    assert task_span.name == "celery_app.add.task"
+    assert task_span.parent_span_id == root.span_id
+    _assert_sent_from(root, task_span)
+
+
+def test_a_task_span_links_to_the_span_that_sent_it(worker, publisher, ingest):
+    _send_in_workflow(publisher, add.s(4, 4), "send_linked")
+
+    root, (task_span,) = _trace_of(ingest, "send_linked", 2)
+    assert task_span.links == [(root.trace_id, root.span_id)]
+
+
+def test_a_task_sent_from_a_task_nests_under_it(worker, publisher, ingest):
+    _send_in_workflow(publisher, spawn.s(), "send_spawn")
+
+    root, spans = _trace_of(ingest, "send_spawn", 3)
+    parent = next(s for s in spans if s.name == "celery_app.spawn.task")
+    child = next(s for s in spans if s.name == "celery_app.add.task")
+    assert parent.parent_span_id == root.span_id
+    assert child.parent_span_id == parent.span_id
+    assert child.attributes[wire.ENTITY_PATH] == "celery_app.spawn.celery_app.add"
+    _assert_sent_from(root, child)
+
+
+def test_a_chain_runs_each_link_in_the_trace(worker, publisher, ingest):
+    _send_in_workflow(publisher, lambda: chain(add.s(1, 2), add.s(3)).apply_async(), "chain")
+
+    root, spans = _trace_of(ingest, "chain", 3)
+    first, second = sorted(spans, key=lambda s: s.parent_span_id != root.span_id)
+    assert first.parent_span_id == root.span_id
+    assert second.parent_span_id == first.span_id
+    for span in spans:
+        _assert_sent_from(root, span)
+
+
+def test_a_group_runs_every_member_under_the_sender(worker, publisher, ingest):
+    _send_in_workflow(publisher, lambda: group(add.s(1, 1), add.s(2, 2)).apply_async(), "group")
+
+    root, spans = _trace_of(ingest, "group", 3)
+    assert [s.parent_span_id for s in spans] == [root.span_id, root.span_id]
+    for span in spans:
+        _assert_sent_from(root, span)
+
+
+def test_a_chord_runs_its_header_and_its_callback_in_the_trace(worker, publisher, ingest):
+    _send_in_workflow(
+        publisher, lambda: chord([add.s(1, 1), add.s(2, 2)], total.s()).apply_async(), "chord"
+    )
+
+    root, spans = _trace_of(ingest, "chord", 4)
+    header = [s for s in spans if s.name == "celery_app.add.task"]
+    (callback,) = [s for s in spans if s.name == "celery_app.total.task"]
+    assert [s.parent_span_id for s in header] == [root.span_id, root.span_id]
+    assert callback.parent_span_id in {s.span_id for s in header}
+    for span in spans:
+        _assert_sent_from(root, span)
+
+
+def test_a_task_that_fails_every_retry_ends_in_an_error(worker, publisher, ingest):
+    _send_in_workflow(publisher, doomed.s(), "send_doomed")
+
+    root, spans = _trace_of(ingest, "send_doomed", 4)
+    attempts = sorted(spans, key=lambda s: s.attributes["celery.retries"])
+    assert [s.attributes["celery.retries"] for s in attempts] == [0, 1, 2]
+    assert [s.attributes["celery.state"] for s in attempts] == ["RETRY", "RETRY", "FAILURE"]
+    assert [s.status_code for s in attempts] == [0, 0, 2]
+    for span in attempts:
+        _assert_sent_from(root, span)

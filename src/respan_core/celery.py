@@ -12,11 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 from celery import signals
+from celery.exceptions import TaskRevokedError
+from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import Link
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import client, scope, wire
@@ -28,6 +33,8 @@ HEADER = "respan"
 MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried in the header
 _propagator = TraceContextTextMapPropagator()
 _running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
+_received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
+_MAX_RECEIVED = 10_000
 _client: client.Respan | None = None
 
 
@@ -40,10 +47,12 @@ def connect(respan: client.Respan | None = None) -> None:
     _client = respan or _client
     for signal, receiver in (
         (signals.before_task_publish, _on_publish),
+        (signals.task_received, _on_received),
         (signals.task_prerun, _on_prerun),
         (signals.task_failure, _on_failure),
         (signals.task_retry, _on_retry),
         (signals.task_postrun, _on_postrun),
+        (signals.task_revoked, _on_revoked),
         (signals.worker_process_shutdown, _on_shutdown),
         (signals.worker_shutdown, _on_shutdown),
     ):
@@ -66,45 +75,97 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
 
 
 def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
+    stack = contextlib.ExitStack()
     try:
         request = task.request
-        carrier = _header(request)
-        stack = contextlib.ExitStack()
-        if carrier is not None:
-            parent: Context | None = _propagator.extract(
-                {key: value for key, value in carrier.items() if isinstance(value, str)}
-            )
-            stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
-            stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
-        elif request.is_eager:
-            parent = None  # runs in the caller's own context, which already holds it all
-        else:
-            parent = Context()  # sent without our hooks: a trace of its own, nothing inherited
-            stack.enter_context(scope.replaced_scope({}))
-            stack.enter_context(scope.position(None))
-
-        kind = TASK if scope.current_position() is not None else WORKFLOW
-        entity = Entity(
-            kind,
-            task.name,
-            parent=parent,
-            attributes={
-                "celery.task_id": task_id,
-                "celery.task_name": task.name,
-                "celery.retries": request.retries or 0,
-            },
-            respan=_respan(),
+        entity = _start_task_span(
+            stack, task_id, task.name, _header(request), request.is_eager, request.retries
         )
         stack.enter_context(entity.activated())
         _running[task_id] = (entity, stack)
     except Exception:
+        stack.close()
         logger.debug("starting the span of task %s failed", task_id, exc_info=True)
+
+
+def _start_task_span(
+    stack: contextlib.ExitStack,
+    task_id: str,
+    name: str,
+    carrier: Mapping[str, Any] | None,
+    is_eager: bool,
+    retries: int | None,
+    start_time: int | None = None,
+) -> Entity:
+    """Start a task's span in the sender's trace, entering the sender's scope on `stack`."""
+    links = []
+    if carrier is not None:
+        parent: Context | None = _propagator.extract(
+            {key: value for key, value in carrier.items() if isinstance(value, str)}
+        )
+        sender = trace.get_current_span(parent).get_span_context()
+        if sender.is_valid:
+            links.append(Link(sender, {"respan.link": "published_by"}))
+        stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
+        stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
+    elif is_eager:
+        parent = None  # runs in the caller's own context, which already holds it all
+    else:
+        parent = Context()  # sent without our hooks: a trace of its own, nothing inherited
+        stack.enter_context(scope.replaced_scope({}))
+        stack.enter_context(scope.position(None))
+
+    # A task sent from no workflow (a beat schedule, a script) is a workflow of its own.
+    kind = TASK if scope.current_position() is not None else WORKFLOW
+    return Entity(
+        kind,
+        name,
+        parent=parent,
+        attributes={
+            "celery.task_id": task_id,
+            "celery.task_name": name,
+            "celery.retries": retries or 0,
+        },
+        links=links,
+        start_time=start_time,
+        respan=_respan(),
+    )
+
+
+def _on_received(request: Any, **_: Any) -> None:
+    # Remembered by the process that received the task, in case the process that runs it
+    # dies with it (see _report_lost_task).
+    try:
+        _received[request.id] = (request.name, _header(request), time.time_ns())
+        while len(_received) > _MAX_RECEIVED:
+            _received.popitem(last=False)
+    except Exception:
+        logger.debug("remembering a received task failed", exc_info=True)
 
 
 def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
     running = _running.get(task_id)
     if running is not None:
         running[0].fail(exception)
+    else:
+        _report_lost_task(task_id, exception)
+
+
+def _report_lost_task(task_id: str, exception: BaseException) -> None:
+    """A task whose process was terminated or killed (a hard time limit, a revoke with
+    terminate=True, a lost child) never ended its span: the worker's main process, which
+    learns of it, ends one for it, as an error."""
+    received = _received.pop(task_id, None)
+    if received is None:
+        return
+    name, carrier, started = received
+    try:
+        with contextlib.ExitStack() as stack:
+            entity = _start_task_span(stack, task_id, name, carrier, False, 0, started)
+            entity.fail(exception)
+            entity.end()
+    except Exception:
+        logger.debug("reporting the lost task %s failed", task_id, exc_info=True)
 
 
 def _on_retry(request: Any, reason: Any, **_: Any) -> None:
@@ -118,19 +179,28 @@ def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:
     if running is None:
         return
     entity, stack = running
+    # Celery sends this signal from a `finally`: an exception still being handled here
+    # escaped the failure signal (an eager task run with throw=True), or is the pool
+    # terminating this process (a hard time limit, a revoke with terminate=True).
+    exception = sys.exc_info()[1]
     try:
-        # An eager task run with throw=True raises past the failure signal; Celery sends
-        # this one from a `finally`, so the exception is still the one being handled.
-        exception = sys.exc_info()[1]
-        if exception is not None:
-            entity.fail(exception)
-        if state:
-            entity.span.set_attribute("celery.state", state)
         stack.close()
     except Exception:
         logger.debug("leaving the context of task %s failed", task_id, exc_info=True)
-    finally:
-        entity.end()
+    if isinstance(exception, SystemExit):
+        return  # the worker's main process reports the task: see _report_lost_task
+    if exception is not None:
+        entity.fail(exception)
+    if state:
+        entity.span.set_attribute("celery.state", state)
+    entity.end()
+
+
+def _on_revoked(request: Any, terminated: bool = False, signum: Any = None, **_: Any) -> None:
+    if terminated:
+        _report_lost_task(request.id, TaskRevokedError(f"terminated by signal {signum}"))
+    else:
+        _received.pop(request.id, None)
 
 
 def _on_shutdown(**_: Any) -> None:
@@ -144,9 +214,11 @@ def _respan() -> client.Respan | None:
 
 
 def _header(request: Any) -> Mapping[str, Any] | None:
+    """Our header from a task's request (in the task) or from a worker's received request."""
     carrier = getattr(request, HEADER, None)
-    if carrier is None and isinstance(getattr(request, "headers", None), Mapping):
-        carrier = request.headers.get(HEADER)
+    for holder in ("headers", "request_dict"):
+        if carrier is None and isinstance(getattr(request, holder, None), Mapping):
+            carrier = getattr(request, holder).get(HEADER)
     if carrier is not None and not isinstance(carrier, Mapping):
         logger.debug("ignoring a %s header that is not a mapping", HEADER)
         return None

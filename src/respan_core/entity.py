@@ -40,6 +40,7 @@ class Entity:
         parent: Context | None = None,
         attributes: Mapping[str, Any] | None = None,
         links: Sequence[Link] = (),
+        start_time: int | None = None,
         respan: client.Respan | None = None,
     ):
         outer = current_position()
@@ -63,6 +64,7 @@ class Entity:
             context=parent,
             attributes=entity_attributes,
             links=links,
+            start_time=start_time,
         )
         self.context = trace.set_span_in_context(self.span, parent)
         self._ended = False

@@ -39,6 +39,7 @@ class Span:
     attributes: dict[str, Any]
     status_code: int
     events: list[dict[str, Any]]
+    links: list[tuple[str, str]]
 
     @classmethod
     def from_otlp(cls, span: dict[str, Any]) -> Span:
@@ -50,6 +51,7 @@ class Span:
             attributes={a["key"]: _value(a["value"]) for a in span.get("attributes", [])},
             status_code=span.get("status", {}).get("code", 0),
             events=span.get("events", []),
+            links=[(link["traceId"], link["spanId"]) for link in span.get("links", [])],
         )
 
 
