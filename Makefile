@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export LITELLM_LOCAL_MODEL_COST_MAP = True
 
-.PHONY: demo test
+.PHONY: demo test bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,3 +19,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+# Speed and cost measurements, printed as ratios; run on demand, never in CI.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet -e ".[bench]"
+	$(VENV)/bin/python benchmarks/celery_hooks.py

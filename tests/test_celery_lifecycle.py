@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from celery import Celery
+from celery import Celery, signals
 from celery_app import add, sleepy
 
 import respan_core.celery
@@ -182,3 +182,28 @@ def test_each_beat_run_is_a_trace_of_its_own_rooted_in_a_workflow(ingest, start_
         assert run.parent_span_id == ""
         assert run.attributes[wire.SPAN_KIND] == "workflow"
         assert run.attributes[wire.WORKFLOW_NAME] == "celery_app.tick"
+
+
+def test_a_task_from_a_client_without_the_hooks_starts_a_clean_trace(
+    publisher, ingest, start_worker
+):
+    worker = start_worker("--pool", "solo")
+    _in_workflow(publisher, "before_plain", lambda: add.apply_async((1, 1), queue=worker.queue))
+    _spans_of(ingest, "before_plain", 2)
+
+    signals.before_task_publish.disconnect(dispatch_uid="respan_core._on_publish")
+    try:
+        plain = add.apply_async((7, 7), queue=worker.queue)
+    finally:
+        respan_core.celery.connect()
+
+    def arrived(spans):
+        return any(s.attributes.get("celery.task_id") == plain.id for s in spans)
+
+    spans = ingest.wait_for(arrived)
+    (span,) = [s for s in spans if s.attributes.get("celery.task_id") == plain.id]
+    assert span.name == "celery_app.add.workflow"
+    assert span.parent_span_id == ""
+    assert wire.CUSTOMER_IDENTIFIER not in span.attributes
+    worker.warm_shutdown()
+    assert "Failed to detach context" not in worker.log.read_text()

@@ -31,6 +31,7 @@ logger = logging.getLogger("respan_core")
 
 HEADER = "respan"
 MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried in the header
+MAX_METADATA_KEYS = 64
 _propagator = TraceContextTextMapPropagator()
 _running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
 _received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
@@ -232,11 +233,8 @@ def _valid_scope(value: Any) -> dict[str, Any]:
     valid: dict[str, Any] = {}
     for key, field in value.items():
         if key == "metadata" and isinstance(field, Mapping):
-            valid[key] = {
-                str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH]
-                for k, v in field.items()
-                if v is not None
-            }
+            items = [(k, v) for k, v in field.items() if v is not None][:MAX_METADATA_KEYS]
+            valid[key] = {str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH] for k, v in items}
         elif key in wire.SCOPE_KEYS and isinstance(field, str):
             valid[key] = field[:MAX_VALUE_LENGTH]
     return valid

@@ -1,0 +1,101 @@
+"""What the Celery hooks add to each task, against opentelemetry-instrumentation-celery.
+
+Each configuration runs in a fresh process: a Celery app on Kombu's in-memory transport
+sends a no-op task inside a parent span (the publish hook) and runs it from the message's
+headers (the prerun and postrun hooks), thousands of times. Spans go through a batch
+processor to an exporter that discards them, the same for both instrumentations.
+
+    python benchmarks/celery_hooks.py            # prints per-task costs and the ratio
+
+Target: our added cost is at most 0.25 of opentelemetry-instrumentation-celery's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+TASKS = 3000
+ROUNDS = 5
+CONFIGS = ("bare", "respan", "opentelemetry")
+
+
+def measure(config: str) -> float:
+    """Best per-task time, in microseconds, of publishing and running a no-op task."""
+    from celery import Celery, signals
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    app = Celery("bench", broker="memory://")
+    app.conf.update(task_ignore_result=True)
+
+    @app.task
+    def noop():
+        return None
+
+    published: dict = {}
+
+    @signals.before_task_publish.connect(weak=False)
+    def keep_headers(headers=None, **_):
+        published["headers"] = headers  # connected in every configuration alike
+
+    if config == "respan":
+        import respan_core.celery
+        from respan_core import Respan
+
+        respan_core.celery.connect(Respan(exporter=Discard()))
+    elif config == "opentelemetry":
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Discard()))
+        CeleryInstrumentor().instrument(tracer_provider=provider)
+    # The application's own span the task is sent from: the same in every configuration.
+    tracer = TracerProvider().get_tracer("bench")
+
+    def one_task() -> None:
+        with tracer.start_as_current_span("request"):
+            noop.apply_async()
+        noop.apply(headers=dict(published["headers"]))
+
+    for _ in range(200):  # warm up
+        one_task()
+    best = float("inf")
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(TASKS):
+            one_task()
+        best = min(best, (time.perf_counter() - started) / TASKS * 1e6)
+    return best
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--config":
+        print(json.dumps(measure(sys.argv[2])))
+        return
+
+    results = {}
+    for config in CONFIGS:
+        output = subprocess.run(
+            [sys.executable, __file__, "--config", config],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        results[config] = json.loads(output.strip().splitlines()[-1])
+
+    bare = results["bare"]
+    ours, theirs = results["respan"] - bare, results["opentelemetry"] - bare
+    print(f"per task, publish + run, best of {ROUNDS} rounds of {TASKS} tasks:")
+    print(f"  bare Celery                        {bare:8.1f} us")
+    print(f"  + respan_core.celery               {ours:+8.1f} us")
+    print(f"  + opentelemetry-instrumentation    {theirs:+8.1f} us")
+    print(f"ratio of added costs (target <= 0.25): {ours / theirs:.2f}")
+
+
+if __name__ == "__main__":
+    main()
