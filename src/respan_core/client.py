@@ -9,6 +9,7 @@ request of one application is handled is traced by that application's client.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -18,15 +19,17 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from . import gateway
+from .batching import ExportQueue
 from .scope import ScopeProcessor
 
 logger = logging.getLogger("respan_core")
 
 DEFAULT_BASE_URL = "https://api.respan.ai/api"
+EXIT_TIMEOUT = 5.0  # seconds a process waits at exit for its spans to be exported
 _FALSE = {"0", "false", "no", "off"}
 
 _live: list[Respan] = []  # clients not shut down, oldest first
@@ -77,6 +80,7 @@ class Respan:
             trace_content = switch.strip().lower() not in _FALSE
         self.trace_content = trace_content
         self.local_store = None
+        self.export_queue: ExportQueue | None = None
         self.mode = _checked_mode(mode, self.api_key)
         self.gateway_params = dict(gateway_params or {})
 
@@ -89,17 +93,19 @@ class Respan:
         resource = Resource.create({"service.name": service_name or "respan-app"})
         # Always on: an incoming traceparent's "not sampled" flag (which any HTTP client can
         # send) must not switch off tracing of the application's own LLM calls.
-        self.tracer_provider = TracerProvider(resource=resource, sampler=ALWAYS_ON)
+        self.tracer_provider = TracerProvider(
+            resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False
+        )
         self.defaults = {key: value for key, value in defaults.items() if value}
         self.tracer_provider.add_span_processor(ScopeProcessor(self.defaults))
         if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
-            self.tracer_provider.add_span_processor(
-                BatchSpanProcessor(exporter or self._default_exporter(local_store))
-            )
+            self.export_queue = ExportQueue(exporter or self._default_exporter(local_store))
+            self.tracer_provider.add_span_processor(self.export_queue)
         self.tracer = self.tracer_provider.get_tracer("respan_core")
         self._tracers: dict[tuple, trace.Tracer] = {}
 
         _live.append(self)
+        atexit.register(self.shutdown, EXIT_TIMEOUT)
         if self.mode != gateway.TRACING:
             gateway.route_when_imported()  # before tracing wraps LiteLLM: see gateway.py
         for instrumentor in instrumentations:
@@ -143,11 +149,16 @@ class Respan:
         """Export every finished span now; True when all went within `timeout` seconds."""
         return self.tracer_provider.force_flush(int(timeout * 1000))
 
-    def shutdown(self) -> None:
-        """Flush and stop exporting. Spans started afterwards are not recorded."""
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Export what is pending within `timeout` seconds, then stop; later spans are lost.
+
+        It runs by itself at process exit, within EXIT_TIMEOUT seconds.
+        """
         if self in _live:
             _live.remove(self)
-        self.tracer_provider.shutdown()
+        atexit.unregister(self.shutdown)
+        if self.export_queue is not None:
+            self.export_queue.shutdown(int(timeout * 1000))
 
     def _tracer_for(self, key: tuple) -> trace.Tracer:
         if key not in self._tracers:

@@ -1,8 +1,18 @@
-"""Export to Respan: OTLP/JSON over HTTP, with OpenInference attributes in Respan's keys."""
+"""Export to Respan: OTLP/JSON over HTTP, with OpenInference attributes in Respan's keys.
+
+A batch that fails for a reason that may pass (no connection, a timeout, a 5xx, a 429) is
+retried with exponential backoff and jitter, honouring `Retry-After`, for up to two minutes;
+one Respan refuses (another 4xx) is not retried. Warnings say what the user must act on, at
+most once a minute, and never include a payload or a key.
+"""
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import random
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -14,6 +24,10 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .wire import to_respan_attributes
 
 logger = logging.getLogger("respan_core")
+
+RETRY_FOR = 120.0  # seconds one batch is retried before it is dropped
+MAX_BACKOFF = 30.0
+WARNING_INTERVAL = 60.0
 
 
 def translated(span: ReadableSpan, trace_content: bool = True) -> ReadableSpan:
@@ -46,24 +60,92 @@ class RespanExporter(SpanExporter):
         self, endpoint: str, api_key: str, trace_content: bool = True, timeout: float = 10.0
     ):
         self._endpoint = endpoint
-        self._trace_content = trace_content
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {api_key}",
         }
+        self._trace_content = trace_content
         self._timeout = timeout
+        self._deadline: float | None = None
+        self._hurry = threading.Event()
+        self._refusals_warned: set[int] = set()
+        self._dropped_unreported = 0
+        self._last_drop_warning = 0.0
+
+    def stop_at(self, deadline: float) -> None:
+        """Make no request and no retry past `deadline` (a time.monotonic() value)."""
+        self._deadline = deadline
+        self._hurry.set()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         body = encode(spans, self._trace_content)
+        give_up_at = time.monotonic() + RETRY_FOR
+        attempt = 0
+        while True:
+            if self._deadline is not None:
+                give_up_at = min(give_up_at, self._deadline)
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                break
+            status, retry_after = self._post(body, min(self._timeout, remaining))
+            if status is not None and status < 300:
+                return SpanExportResult.SUCCESS
+            if status is not None and 400 <= status < 500 and status != 429:
+                self._warn_refused(status, len(spans))
+                return SpanExportResult.FAILURE
+            backoff = min(MAX_BACKOFF, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+            attempt += 1
+            self._hurry.wait(retry_after if retry_after is not None else backoff)
+        self._warn_dropped(len(spans))
+        return SpanExportResult.FAILURE
+
+    def _post(self, body: bytes, timeout: float) -> tuple[int | None, float | None]:
+        """The answer's status and Retry-After seconds; no status when there was no answer."""
         request = urllib.request.Request(
             self._endpoint, data=body, headers=self._headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read()
-            return SpanExportResult.SUCCESS
+                return response.status, None
         except urllib.error.HTTPError as error:
-            logger.warning("Respan rejected %d spans: HTTP %s", len(spans), error.code)
-        except OSError as error:
-            logger.warning("Respan could not be reached at %s: %s", self._endpoint, error)
-        return SpanExportResult.FAILURE
+            return error.code, _retry_after(error.headers.get("Retry-After"))
+        except (OSError, ValueError) as error:
+            logger.debug("Respan could not be reached at %s: %s", self._endpoint, error)
+            return None, None
+
+    def _warn_refused(self, status: int, count: int) -> None:
+        if status in self._refusals_warned:
+            return
+        self._refusals_warned.add(status)
+        if status in (401, 403):
+            logger.warning(
+                "Respan rejected the API key (HTTP %d) and dropped %d spans: check "
+                "RESPAN_API_KEY (or the API_KEY setting).",
+                status,
+                count,
+            )
+        else:
+            logger.warning("Respan refused %d spans with HTTP %d; not retrying.", count, status)
+
+    def _warn_dropped(self, count: int) -> None:
+        self._dropped_unreported += count
+        now = time.monotonic()
+        if now - self._last_drop_warning >= WARNING_INTERVAL:
+            logger.warning(
+                "Respan could not be reached at %s: dropped %d spans since the last warning.",
+                self._endpoint,
+                self._dropped_unreported,
+            )
+            self._dropped_unreported = 0
+            self._last_drop_warning = now
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
