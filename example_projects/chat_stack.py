@@ -36,8 +36,11 @@ class ChatStack:
     celery_app: str
     settings_env: dict[str, str] = {}
 
-    def __init__(self, data_dir: Path, env: dict[str, str]):
+    def __init__(
+        self, data_dir: Path, env: dict[str, str], web_options: tuple[str, ...] = ("--workers", "2")
+    ):
         self.data_dir = data_dir
+        self.web_options = web_options
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
@@ -63,7 +66,8 @@ class ChatStack:
             self._spawn(
                 "web",
                 [sys.executable, "-m", "gunicorn", self.wsgi_app, "--bind",
-                 f"127.0.0.1:{self.port}", "--workers", "2", "--chdir", str(self.project_dir)],
+                 f"127.0.0.1:{self.port}", "--chdir", str(self.project_dir),
+                 *self.web_options],
             )
             self._spawn(
                 "worker",

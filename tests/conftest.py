@@ -36,3 +36,16 @@ def ingest():
     server = Ingest()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def traced_litellm():
+    """LiteLLM's instrumentor, uninstrumented before and after (it is one per process)."""
+    from openinference.instrumentation.litellm import LiteLLMInstrumentor
+
+    instrumentor = LiteLLMInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    yield instrumentor
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()

@@ -5,7 +5,6 @@ import asyncio
 
 import litellm
 import pytest
-from openinference.instrumentation.litellm import LiteLLMInstrumentor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from respan_core import Respan, propagate_attributes, workflow
@@ -27,16 +26,6 @@ def make_client(ingest):
     yield make
     for client in clients:
         client.shutdown()
-
-
-@pytest.fixture
-def traced_litellm():
-    instrumentor = LiteLLMInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
-    yield instrumentor
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
 
 
 def _last_gateway_call(ingest):

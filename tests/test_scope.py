@@ -295,3 +295,13 @@ def test_a_plain_span_outside_any_workflow_gets_no_position(respan):
     assert wire.WORKFLOW_NAME not in attributes
     assert wire.ENTITY_PATH not in attributes
     assert wire.ENTITY_NAME not in attributes
+
+
+def test_metadata_under_a_secret_looking_key_is_redacted(respan):
+    with propagate_attributes(metadata={"api_key": "sk-live-1", "plan": "pro", "n": 3}):
+        _span(respan, "inside")
+
+    attributes = respan.spans()["inside"]
+    assert attributes["respan.metadata.api_key"] == "[REDACTED]"
+    assert attributes["respan.metadata.plan"] == "pro"
+    assert attributes["respan.metadata.n"] == "3"

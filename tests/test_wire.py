@@ -220,3 +220,12 @@ def test_without_content_capture_prompts_and_completions_are_left_out():
     assert attributes["gen_ai.request.model"] == "gpt-4.1-nano"
     assert attributes["gen_ai.usage.prompt_tokens"] == 9
     assert attributes["respan.customer_params.customer_identifier"] == "u1"
+
+
+def test_an_oversized_value_is_cut_with_a_marker():
+    attributes = to_respan_attributes({"traceloop.entity.input": "x" * 100_000, "n": 5})
+
+    value = attributes["traceloop.entity.input"]
+    assert len(value) == 32_768
+    assert value.endswith("...[truncated]")
+    assert attributes["n"] == 5

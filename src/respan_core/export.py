@@ -26,7 +26,7 @@ from .wire import to_respan_attributes
 logger = logging.getLogger("respan_core")
 
 RETRY_FOR = 120.0  # seconds one batch is retried before it is dropped
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 10.0
 WARNING_INTERVAL = 60.0
 
 

@@ -134,7 +134,9 @@ def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
         if key == "metadata":
             for meta_key, meta_value in value.items():
                 if meta_value is not None:
-                    attributes[wire.METADATA_PREFIX + str(meta_key)] = str(meta_value)
+                    secret = wire.is_secret_name(str(meta_key))
+                    shown = wire.REDACTED if secret else str(meta_value)
+                    attributes[wire.METADATA_PREFIX + str(meta_key)] = shown
             continue
         value = evaluate(value)
         if value is None:

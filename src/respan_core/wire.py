@@ -76,6 +76,8 @@ _SECRET_NAME = re.compile(
     r"api[_-]?key|secret|token|password|passwd|authorization|cookie|credential", re.IGNORECASE
 )
 REDACTED = "[REDACTED]"
+MAX_VALUE_LENGTH = 32_768  # characters of one string attribute; longer ones are cut
+TRUNCATED = "...[truncated]"
 
 _MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(role|content)$")
 _MESSAGE_PREFIX = {"input": "gen_ai.prompt", "output": "gen_ai.completion"}
@@ -95,7 +97,18 @@ def to_respan_attributes(
         result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS])
     if not trace_content:
         result = {k: v for k, v in result.items() if not k.startswith(_CONTENT_PREFIXES)}
-    return result
+    return {key: _capped(value) for key, value in result.items()}
+
+
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+        return value[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
+    return value
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a key's name says its value is a secret (api_key, token, password, ...)."""
+    return bool(_SECRET_NAME.search(name))
 
 
 def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,7 +147,7 @@ def redact(value: Any) -> Any:
     """The value with everything under a secret-looking key (api_key, token, ...) redacted."""
     if isinstance(value, Mapping):
         return {
-            key: REDACTED if _SECRET_NAME.search(str(key)) else redact(item)
+            key: REDACTED if is_secret_name(str(key)) else redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list):

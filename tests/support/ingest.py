@@ -78,20 +78,39 @@ class _Handler(LLMRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         with self.server.lock:
-            self.server.posts.append(Post(self.path, dict(self.headers), body))
+            self.server.attempts += 1
+            status, headers = self.server.answer(self.server.attempts)
+            if status == 200:
+                self.server.posts.append(Post(self.path, dict(self.headers), body))
+        if status is None:  # accept the connection and never answer
+            self.server.hung.wait()
+            return
         answer = b'{"partialSuccess": {}}'
-        self.send_response(200)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
 
 
+def healthy(attempt: int) -> tuple[int | None, dict[str, str]]:
+    return 200, {}
+
+
 class Ingest(ThreadingHTTPServer):
+    """`answer(n)` decides the status of the n-th trace POST (None: never answer)."""
+
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(
+        self, answer: Callable[[int], tuple[int | None, dict[str, str]]] = healthy
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
+        self.answer = answer
+        self.attempts = 0
+        self.hung = threading.Event()
         self.posts: list[Post] = []
         self.requests: list[dict[str, Any]] = []  # gateway calls
         self.lock = threading.Lock()
@@ -121,5 +140,6 @@ class Ingest(ThreadingHTTPServer):
             time.sleep(0.2)
 
     def stop(self) -> None:
+        self.hung.set()
         self.shutdown()
         self.server_close()
