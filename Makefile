@@ -23,4 +23,6 @@ test: $(VENV)/.installed
 # Speed and cost measurements, printed as ratios; run on demand, never in CI.
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install --quiet -e ".[bench]"
+	$(VENV)/bin/python benchmarks/request_cost.py
 	$(VENV)/bin/python benchmarks/celery_hooks.py
+	$(VENV)/bin/python benchmarks/export_throughput.py

@@ -9,15 +9,17 @@ most once a minute, and never include a payload or a key.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -30,27 +32,97 @@ MAX_BACKOFF = 10.0
 WARNING_INTERVAL = 60.0
 
 
-def translated(span: ReadableSpan, trace_content: bool = True) -> ReadableSpan:
-    """A copy of a finished span with its attributes ready for export (`to_respan_attributes`)."""
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=to_respan_attributes(span.attributes or {}, trace_content),
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
 def encode(spans: Sequence[ReadableSpan], trace_content: bool = True) -> bytes:
-    """The OTLP/JSON body of an export request for these spans."""
-    return encode_spans([translated(span, trace_content) for span in spans]).to_json().encode()
+    """The OTLP/JSON body of an export request for these spans, attributes in Respan's keys.
+
+    Written as OpenTelemetry's own exporter writes OTLP/JSON (hex ids, nanosecond times and
+    64-bit integers as decimal strings), directly, at a fraction of its cost per span.
+    """
+    grouped: dict[int, tuple[Resource, dict[tuple, list]]] = {}
+    for span in spans:
+        resource = span.resource
+        scopes = grouped.setdefault(id(resource), (resource, {}))[1]
+        scope = span.instrumentation_scope
+        key = (scope.name, scope.version) if scope else ("", None)
+        scopes.setdefault(key, []).append(_span(span, trace_content))
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _key_values(resource.attributes)},
+                "scopeSpans": [
+                    {"scope": _scope(name, version), "spans": encoded}
+                    for (name, version), encoded in scopes.items()
+                ],
+            }
+            for resource, scopes in grouped.values()
+        ]
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _scope(name: str, version: str | None) -> dict[str, str]:
+    return {"name": name, "version": version} if version else {"name": name}
+
+
+def _span(span: ReadableSpan, trace_content: bool) -> dict[str, Any]:
+    context = span.context
+    encoded: dict[str, Any] = {
+        "traceId": format(context.trace_id, "032x"),
+        "spanId": format(context.span_id, "016x"),
+        "name": span.name,
+        "kind": span.kind.value + 1,  # OTLP counts from SPAN_KIND_UNSPECIFIED = 0
+        "startTimeUnixNano": str(span.start_time),
+        "endTimeUnixNano": str(span.end_time),
+        "attributes": _key_values(to_respan_attributes(span.attributes or {}, trace_content)),
+        "status": {"code": span.status.status_code.value},
+    }
+    if span.parent is not None:
+        encoded["parentSpanId"] = format(span.parent.span_id, "016x")
+    if span.status.description:
+        encoded["status"]["message"] = span.status.description
+    if span.events:
+        encoded["events"] = [
+            {
+                "timeUnixNano": str(event.timestamp),
+                "name": event.name,
+                "attributes": _key_values(event.attributes or {}),
+            }
+            for event in span.events
+        ]
+    if span.links:
+        encoded["links"] = [
+            {
+                "traceId": format(link.context.trace_id, "032x"),
+                "spanId": format(link.context.span_id, "016x"),
+                "attributes": _key_values(link.attributes or {}),
+            }
+            for link in span.links
+        ]
+    return encoded
+
+
+def _key_values(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"key": key, "value": _value(value)}
+        for key, value in attributes.items()
+        if value is not None
+    ]
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": _key_values(value)}}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_value(item) for item in value if item is not None]}}
+    return {"stringValue": str(value)}
 
 
 class RespanExporter(SpanExporter):
@@ -93,7 +165,9 @@ class RespanExporter(SpanExporter):
             if status is not None and 400 <= status < 500 and status != 429:
                 self._warn_refused(status, len(spans))
                 return SpanExportResult.FAILURE
-            backoff = min(MAX_BACKOFF, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+            if self._hurry.is_set():
+                break  # shutting down: one attempt per batch, no waiting
+            backoff = min(MAX_BACKOFF, 0.5 * 2 ** min(attempt, 10)) * random.uniform(0.5, 1.5)
             attempt += 1
             self._hurry.wait(retry_after if retry_after is not None else backoff)
         self._warn_dropped(len(spans))

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-from .export import translated
+from .wire import to_respan_attributes
 
 logger = logging.getLogger("respan_core")
 
@@ -86,7 +86,7 @@ class LocalStoreExporter(SpanExporter):
         return self._connection
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        rows = [_row(translated(span, self._trace_content)) for span in spans]
+        rows = [_row(span, self._trace_content) for span in spans]
         with self._lock:
             connection = self._connection_for_this_process()
             with connection:
@@ -102,7 +102,7 @@ class LocalStoreExporter(SpanExporter):
             self._connection = None
 
 
-def _row(span: ReadableSpan) -> tuple:
+def _row(span: ReadableSpan, trace_content: bool) -> tuple:
     parent = span.parent
     events = [
         {"name": event.name, "attributes": dict(event.attributes or {})} for event in span.events
@@ -116,7 +116,7 @@ def _row(span: ReadableSpan) -> tuple:
         span.end_time,
         int(span.status.status_code is StatusCode.ERROR),
         span.status.description,
-        json.dumps(dict(span.attributes or {}), default=str),
+        json.dumps(to_respan_attributes(span.attributes or {}, trace_content), default=str),
         json.dumps(events, default=str),
     )
 

@@ -80,6 +80,7 @@ MAX_VALUE_LENGTH = 32_768  # characters of one string attribute; longer ones are
 TRUNCATED = "...[truncated]"
 
 _MESSAGE = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(role|content)$")
+_MESSAGE_KEYS = ("llm.input_messages.", "llm.output_messages.")
 _MESSAGE_PREFIX = {"input": "gen_ai.prompt", "output": "gen_ai.completion"}
 
 
@@ -97,13 +98,10 @@ def to_respan_attributes(
         result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS])
     if not trace_content:
         result = {k: v for k, v in result.items() if not k.startswith(_CONTENT_PREFIXES)}
-    return {key: _capped(value) for key, value in result.items()}
-
-
-def _capped(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
-        return value[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
-    return value
+    for key, value in result.items():
+        if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
+            result[key] = value[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
+    return result
 
 
 def is_secret_name(name: str) -> bool:
@@ -125,7 +123,7 @@ def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in attributes.items():
         for respan_key in _RENAMED.get(key, ()):
             translated[respan_key] = str(value).lower() if respan_key == "gen_ai.system" else value
-        message = _MESSAGE.match(key)
+        message = key.startswith(_MESSAGE_KEYS) and _MESSAGE.match(key)
         if message:
             direction, index, field = message.groups()
             translated[f"{_MESSAGE_PREFIX[direction]}.{index}.{field}"] = value

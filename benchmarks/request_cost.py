@@ -1,0 +1,179 @@
+"""What the Django middleware and the Flask extension add to each request.
+
+Each configuration runs in a fresh process: a one-view app driven by the framework's test
+client (no network, so only the per-request work is measured), thousands of requests, best of
+several rounds. Spans go through each tool's batching to an exporter that discards them;
+sentry-sdk runs with tracing on and a transport that sends nothing.
+
+    python benchmarks/request_cost.py
+
+Targets: our added cost at most 1.5 times one bare OpenTelemetry span, and at most 0.25 of
+opentelemetry-instrumentation-django's / -flask's added cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+REQUESTS = 3000
+ROUNDS = 5
+CONFIGS = ("bare", "respan", "opentelemetry", "sentry")
+
+
+def _discarding_provider():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return provider, Discard
+
+
+def _start_sentry() -> None:
+    import sentry_sdk
+    from sentry_sdk.transport import Transport
+
+    class Nowhere(Transport):
+        def capture_envelope(self, envelope):
+            pass
+
+    sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", transport=Nowhere, traces_sample_rate=1.0)
+
+
+def django_client(config: str):
+    import django
+    from django.conf import settings
+
+    middleware = [
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    apps = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions"]
+    if config == "respan":
+        apps.append("respan_django")
+        middleware.append("respan_django.middleware.RespanMiddleware")
+    settings.configure(
+        SECRET_KEY="bench", ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, INSTALLED_APPS=apps,
+        MIDDLEWARE=middleware,
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        RESPAN={"INSTRUMENT_LITELLM": False, "INSTRUMENT_CELERY": False,
+                "LOCAL_STORE": os.path.join(tempfile.mkdtemp(), "t.sqlite3")},
+    )
+    if config == "opentelemetry":
+        from opentelemetry.instrumentation.django import DjangoInstrumentor
+
+        DjangoInstrumentor().instrument(tracer_provider=_discarding_provider()[0])
+    if config == "sentry":
+        _start_sentry()
+    django.setup()
+    if config == "respan":
+        _discard_respan_spans()
+    from django.test import Client
+
+    return Client()
+
+
+def _discard_respan_spans() -> None:
+    from respan_core import client
+
+    respan = client.active()
+    respan.export_queue.exporter = _discarding_provider()[1]()
+
+
+def flask_client(config: str):
+    from flask import Flask
+
+    app = Flask("bench")
+    app.config.update(RESPAN_INSTRUMENT_LITELLM=False, RESPAN_INSTRUMENT_CELERY=False,
+                      RESPAN_LOCAL_STORE=os.path.join(tempfile.mkdtemp(), "t.sqlite3"))
+    app.get("/items/<int:item_id>")(lambda item_id: "item")
+    if config == "respan":
+        from respan_flask import Respan
+
+        Respan(app)
+        _discard_respan_spans()
+    if config == "opentelemetry":
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor().instrument_app(app, tracer_provider=_discarding_provider()[0])
+    if config == "sentry":
+        _start_sentry()
+    return app.test_client()
+
+
+def item(request, item_id):
+    from django.http import HttpResponse
+
+    return HttpResponse("item")
+
+
+def _urlpatterns():
+    from django.urls import path
+
+    return [path("items/<int:item_id>", item)]
+
+
+def __getattr__(name):  # Django reads ROOT_URLCONF's urlpatterns lazily
+    if name == "urlpatterns":
+        return _urlpatterns()
+    raise AttributeError(name)
+
+
+def measure(framework: str, config: str) -> float:
+    """Best per-request time in microseconds."""
+    if config == "span":
+        tracer = _discarding_provider()[0].get_tracer("bench")
+        client, request = None, lambda: tracer.start_span("GET /items/<int:item_id>").end()
+    else:
+        client = django_client(config) if framework == "django" else flask_client(config)
+        request = lambda: client.get("/items/7")  # noqa: E731
+    for _ in range(300):
+        request()
+    best = float("inf")
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for _ in range(REQUESTS):
+            request()
+        best = min(best, (time.perf_counter() - started) / REQUESTS * 1e6)
+    return best
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
+        print(json.dumps(measure(sys.argv[2], sys.argv[3])))
+        return
+
+    def run(framework: str, config: str) -> float:
+        output = subprocess.run(
+            [sys.executable, __file__, "--measure", framework, config],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        return json.loads(output.strip().splitlines()[-1])
+
+    span = run("django", "span")
+    print(f"one bare OpenTelemetry span (start, end, batch): {span:.1f} us")
+    for framework in ("django", "flask"):
+        results = {config: run(framework, config) for config in CONFIGS}
+        bare = results["bare"]
+        added = {config: results[config] - bare for config in CONFIGS[1:]}
+        print(f"\n{framework}: per request, best of {ROUNDS} rounds of {REQUESTS} requests")
+        print(f"  bare app                         {bare:8.1f} us")
+        for config, cost in added.items():
+            print(f"  + {config:30s} {cost:+8.1f} us")
+        print(f"  ours / one bare span             {added['respan'] / span:8.2f}  (target <= 1.5)")
+        ours_vs_otel = added["respan"] / added["opentelemetry"]
+        print(f"  ours / opentelemetry             {ours_vs_otel:8.2f}  (target <= 0.25)")
+        print(f"  ours / sentry                    {added['respan'] / added['sentry']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
