@@ -86,7 +86,8 @@ def _discard_respan_spans() -> None:
     from respan_core import client
 
     respan = client.active()
-    respan.export_queue.exporter = _discarding_provider()[1]()
+    for queue in respan.export_queues:
+        queue.exporter = _discarding_provider()[1]()
 
 
 def flask_client(config: str):

@@ -2,17 +2,20 @@
 
     respan traces                 the latest traces in the local store, as trees
     respan traces --limit 3 --store /path/to/traces.sqlite3
+    respan traces serve           the same store in the browser, on http://127.0.0.1:8777/
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import datetime
 from typing import TextIO
 
-from . import wire
+from . import viewer, wire
 from .local_store import NotATraceStore, StoredSpan, StoredTrace, default_path, recent_traces
+from .viewer import DEFAULT_PORT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     traces = commands.add_parser("traces", help="print the latest traces from the local store")
     traces.add_argument("--store", default=None, help="the SQLite file (default: %(default)s)")
     traces.add_argument("--limit", type=int, default=5, help="how many traces (default: 5)")
+    actions = traces.add_subparsers(dest="action")
+    serve = actions.add_parser("serve", help="show the traces in the browser")
+    serve.add_argument("--store", default=None, dest="serve_store", help="the SQLite file")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     arguments = parser.parse_args(argv)
 
-    store = arguments.store or default_path()
+    store = getattr(arguments, "serve_store", None) or arguments.store or default_path()
+    if arguments.action == "serve":
+        server = viewer.serve(store, port=arguments.port)
+        print(f"Traces from {store} on http://127.0.0.1:{server.server_address[1]}/ "
+              "(Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+        return 0
     try:
         found = recent_traces(store, arguments.limit)
     except NotATraceStore as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -66,6 +67,7 @@ class Respan:
         trace_content: bool | None = None,
         service_name: str | None = None,
         exporter: SpanExporter | None = None,
+        otlp_endpoint: str | None = None,
         mode: str = "tracing",
         gateway_params: Mapping[str, Any] | None = None,
     ):
@@ -80,7 +82,7 @@ class Respan:
             trace_content = switch.strip().lower() not in _FALSE
         self.trace_content = trace_content
         self.local_store = None
-        self.export_queue: ExportQueue | None = None
+        self.export_queues: list[ExportQueue] = []
         self.mode = _checked_mode(mode, self.api_key)
         self.gateway_params = dict(gateway_params or {})
 
@@ -99,8 +101,10 @@ class Respan:
         self.defaults = {key: value for key, value in defaults.items() if value}
         self.tracer_provider.add_span_processor(ScopeProcessor(self.defaults))
         if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
-            self.export_queue = ExportQueue(exporter or self._default_exporter(local_store))
-            self.tracer_provider.add_span_processor(self.export_queue)
+            exporters = [exporter] if exporter else self._exporters(local_store, otlp_endpoint)
+            for one in exporters:  # a queue each: a slow destination holds up no other
+                self.export_queues.append(ExportQueue(one))
+                self.tracer_provider.add_span_processor(self.export_queues[-1])
         self.tracer = self.tracer_provider.get_tracer("respan_core")
         self._tracers: dict[tuple, trace.Tracer] = {}
 
@@ -111,16 +115,27 @@ class Respan:
         for instrumentor in instrumentations:
             self.instrument(instrumentor)
 
-    def _default_exporter(self, local_store: str | None) -> SpanExporter:
+    def _exporters(self, local_store: str | None, otlp_endpoint: str | None) -> list[SpanExporter]:
+        """Respan's endpoint with an API key, an OTLP endpoint if one is set (both at once is
+        fine), and the local store when there is neither."""
+        from . import otlp
+
+        exporters: list[SpanExporter] = []
         if self.api_key:
             from .export import RespanExporter
 
-            return RespanExporter(self.traces_endpoint, self.api_key, self.trace_content)
+            exporters.append(
+                RespanExporter(self.traces_endpoint, self.api_key, self.trace_content)
+            )
+        otlp_endpoint = otlp_endpoint or otlp.endpoint_from_environment()
+        if otlp_endpoint:
+            exporters.append(otlp.otlp_exporter(otlp_endpoint, self.trace_content))
+        if not exporters:
+            from .local_store import LocalStoreExporter, default_path
 
-        from .local_store import LocalStoreExporter, default_path
-
-        self.local_store = local_store or default_path()
-        return LocalStoreExporter(self.local_store, self.trace_content)
+            self.local_store = local_store or default_path()
+            exporters.append(LocalStoreExporter(self.local_store, self.trace_content))
+        return exporters
 
     @property
     def traces_endpoint(self) -> str:
@@ -157,8 +172,9 @@ class Respan:
         if self in _live:
             _live.remove(self)
         atexit.unregister(self.shutdown)
-        if self.export_queue is not None:
-            self.export_queue.shutdown(int(timeout * 1000))
+        deadline = time.monotonic() + timeout
+        for queue in self.export_queues:
+            queue.shutdown(int(max(0.0, deadline - time.monotonic()) * 1000))
 
     def _tracer_for(self, key: tuple) -> trace.Tracer:
         if key not in self._tracers:

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
-from .wire import to_respan_attributes
+from .wire import CUSTOMER_IDENTIFIER, THREAD_IDENTIFIER, to_respan_attributes
 
 logger = logging.getLogger("respan_core")
 
@@ -146,24 +146,63 @@ class StoredTrace:
     roots: list[StoredSpan]
     spans: list[StoredSpan]
 
+    @property
+    def start_ns(self) -> int:
+        return min(span.start_ns for span in self.spans)
 
-def recent_traces(path: str, limit: int = 10) -> list[StoredTrace]:
-    """The `limit` most recently started traces, newest first, each as a tree of spans."""
+    @property
+    def end_ns(self) -> int:
+        return max(span.end_ns for span in self.spans)
+
+    def first(self, key: str) -> Any:
+        """The first value of an attribute over the trace's spans, in start order."""
+        return next((s.attributes[key] for s in self.spans if key in s.attributes), None)
+
+
+def recent_traces(
+    path: str, limit: int = 10, customer: str | None = None, thread: str | None = None
+) -> list[StoredTrace]:
+    """The `limit` most recently started traces, newest first, each as a tree of spans;
+    only those with a span of that customer and thread when they are given."""
     if not Path(path).exists():
         return []
     connection = sqlite3.connect(path, timeout=30)
     try:
+        conditions, parameters = [], []
+        for key, value in ((CUSTOMER_IDENTIFIER, customer), (THREAD_IDENTIFIER, thread)):
+            if value:
+                conditions.append(
+                    "trace_id IN (SELECT trace_id FROM spans WHERE "
+                    "json_extract(attributes, ?) = ?)"
+                )
+                parameters += [f'$."{key}"', value]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         trace_ids = [
             row[0]
             for row in connection.execute(
-                "SELECT trace_id FROM spans GROUP BY trace_id ORDER BY MIN(start_ns) DESC LIMIT ?",
-                (limit,),
+                f"SELECT trace_id FROM spans {where} GROUP BY trace_id "
+                "ORDER BY MIN(start_ns) DESC LIMIT ?",
+                (*parameters, limit),
             )
         ]
         return [_load_trace(connection, trace_id) for trace_id in trace_ids]
     except sqlite3.DatabaseError as error:
         if _is_empty(connection):
             return []
+        raise NotATraceStore(f"{path} is not a Respan trace store ({error})") from error
+    finally:
+        connection.close()
+
+
+def load_trace(path: str, trace_id: str) -> StoredTrace | None:
+    """One trace by its id, or None."""
+    if not Path(path).exists():
+        return None
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        stored = _load_trace(connection, trace_id)
+        return stored if stored.spans else None
+    except sqlite3.DatabaseError as error:
         raise NotATraceStore(f"{path} is not a Respan trace store ({error})") from error
     finally:
         connection.close()

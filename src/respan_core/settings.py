@@ -38,6 +38,7 @@ class Settings:
     service_name: str | None = None
     instrument_litellm: bool = True
     instrument_celery: bool = True
+    otlp_endpoint: str | None = None
     mode: str = TRACING
     gateway_params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ _EXPECTED: dict[str, tuple[Any, str]] = {
     "service_name": (str, 'a string such as "chat-api"'),
     "instrument_litellm": (bool, "True or False"),
     "instrument_celery": (bool, "True or False"),
+    "otlp_endpoint": (str, 'an OTLP/HTTP URL such as "http://collector:4318"'),
     "mode": (str, 'one of "tracing", "gateway", "both"'),
     "gateway_params": (Mapping, 'a dict such as {"fallback_models": ["gpt-4.1-mini"]}'),
 }
@@ -137,6 +139,7 @@ def client_for(settings: Settings) -> Respan:
             settings.service_name,
             settings.mode,
             settings.gateway_params,
+            settings.otlp_endpoint,
         ],
         default=str,
         sort_keys=True,
@@ -154,6 +157,7 @@ def client_for(settings: Settings) -> Respan:
         service_name=settings.service_name,
         mode=settings.mode,
         gateway_params=settings.gateway_params,
+        otlp_endpoint=settings.otlp_endpoint,
     )
     if settings.instrument_litellm:
         client.instrument_litellm()
