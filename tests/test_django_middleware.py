@@ -249,3 +249,10 @@ def test_starting_twice_reuses_the_first_client(server, spans):
     assert apps.start() is first
     requests.get(f"{server}/hello/")
     assert len(spans()) == 1
+
+
+def test_static_and_configured_paths_are_not_traced(server, spans):
+    requests.get(f"{server}/static/app.css")
+    requests.get(f"{server}/hello/")
+
+    assert [span.name for span in spans()] == ["GET /hello/"]

@@ -231,7 +231,7 @@ def test_gunicorn_preloaded_with_four_workers_exports_every_request(ingest_that,
     try:
         def browse():
             for _ in range(10):
-                requests.get(f"{stack.base_url}/health/").raise_for_status()
+                requests.get(f"{stack.base_url}/login/").raise_for_status()
 
         browsers = [threading.Thread(target=browse) for _ in range(4)]
         for browser in browsers:
@@ -241,9 +241,9 @@ def test_gunicorn_preloaded_with_four_workers_exports_every_request(ingest_that,
     finally:
         stack.stop()  # each worker exports what it has at exit
 
-    health = [s for s in server.spans() if s.name == "GET /health/"]
-    assert len(health) >= 40  # 40 browsed, plus the stack's own readiness checks
-    assert len({(s.trace_id, s.span_id) for s in health}) == len(health)
+    pages = [s for s in server.spans() if s.name == "GET /login/"]
+    assert len(pages) == 40
+    assert len({(s.trace_id, s.span_id) for s in pages}) == len(pages)
 
 
 def _request_time(base_url, tmp_path, name):

@@ -29,6 +29,11 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 _environ_getter = _EnvironGetter()
 
 
+def skipped(path: str, skip_paths: tuple[str, ...]) -> bool:
+    """Whether a request path is one not to trace (static files, health checks, ...)."""
+    return path.startswith(skip_paths) if skip_paths else False
+
+
 def incoming_context(environ: Mapping[str, Any]) -> Context | None:
     """The parent of a request's workflow span.
 

@@ -39,6 +39,7 @@ class Settings:
     instrument_litellm: bool = True
     instrument_celery: bool = True
     otlp_endpoint: str | None = None
+    skip_paths: tuple[str, ...] | None = None
     mode: str = TRACING
     gateway_params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -58,6 +59,7 @@ _EXPECTED: dict[str, tuple[Any, str]] = {
     "instrument_litellm": (bool, "True or False"),
     "instrument_celery": (bool, "True or False"),
     "otlp_endpoint": (str, 'an OTLP/HTTP URL such as "http://collector:4318"'),
+    "skip_paths": ((list, tuple), 'a list of path prefixes such as ["/health/", "/static/"]'),
     "mode": (str, 'one of "tracing", "gateway", "both"'),
     "gateway_params": (Mapping, 'a dict such as {"fallback_models": ["gpt-4.1-mini"]}'),
 }
@@ -93,6 +95,10 @@ def parse_settings(
             )
         if name == "mode" and value not in MODES:
             raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
+        if name == "skip_paths":
+            if not all(isinstance(path, str) and path.startswith("/") for path in value):
+                raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
+            value = tuple(value)
         if name in ("metadata", "gateway_params"):
             value = dict(value)
         elif name == "local_store":

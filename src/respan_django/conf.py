@@ -39,4 +39,13 @@ def load_settings() -> Settings:
         settings,
         customer_identifier=settings.customer_identifier or authenticated_user_id,
         thread_identifier=settings.thread_identifier or session_thread_id,
+        skip_paths=settings.skip_paths if settings.skip_paths is not None else _static_paths(),
+    )
+
+
+def _static_paths() -> tuple[str, ...]:
+    """Static and media files are not traced unless SKIP_PATHS says otherwise."""
+    urls = [getattr(django_settings, name, None) for name in ("STATIC_URL", "MEDIA_URL")]
+    return tuple(
+        "/" + url.lstrip("/") for url in urls if isinstance(url, str) and url.strip("/")
     )

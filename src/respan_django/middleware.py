@@ -80,6 +80,8 @@ class RespanMiddleware:
         return None
 
     def _start(self, request: Any) -> Entity | None:
+        if http.skipped(request.path, self.settings.skip_paths):
+            return None
         try:
             entity = http.start_request_span(
                 self.client, request.method, request.path, request.META

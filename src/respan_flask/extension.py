@@ -88,10 +88,12 @@ def load_settings(app: Flask, options: dict[str, Any]) -> Settings:
     raw = {key: value for key, value in app.config.items() if key.startswith("RESPAN_")}
     raw.update({f"RESPAN_{name.upper()}": value for name, value in options.items()})
     settings = parse_settings(raw, container="app.config", prefix="RESPAN_")
+    static = (app.static_url_path.rstrip("/") + "/",) if app.static_url_path else ()
     return dataclasses.replace(
         settings,
         customer_identifier=settings.customer_identifier or logged_in_user_id,
         thread_identifier=settings.thread_identifier or session_thread_id,
+        skip_paths=settings.skip_paths if settings.skip_paths is not None else static,
     )
 
 
@@ -103,6 +105,8 @@ class _RequestSpanMiddleware:
         self.state = state
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if http.skipped(environ.get("PATH_INFO") or "/", self.state.settings.skip_paths):
+            return self.wsgi_app(environ, start_response)
         try:
             entity = http.start_request_span(
                 self.state.client,

@@ -26,6 +26,7 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+STATIC_URL = "static/"
 RESPAN = {
     "LOCAL_STORE": os.path.join(tempfile.mkdtemp(prefix="respan-django-tests-"), "t.sqlite3"),
     "ENVIRONMENT": "test",

@@ -56,6 +56,7 @@ RESPAN = {
     "ENVIRONMENT": os.environ.get("CHAT_ENVIRONMENT", "development"),
     "METADATA": {"service": "chat-api"},
     "SERVICE_NAME": "chat-api",
+    "SKIP_PATHS": ["/health/"],  # static and media files are skipped without saying
     # "tracing", "gateway" (LLM calls through the Respan gateway) or "both".
     "MODE": os.environ.get("RESPAN_MODE", "tracing"),
 }

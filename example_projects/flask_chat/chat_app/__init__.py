@@ -25,6 +25,7 @@ def create_app() -> Flask:
         RESPAN_ENVIRONMENT=os.environ.get("CHAT_ENVIRONMENT", "development"),
         RESPAN_METADATA={"service": "chat-api"},
         RESPAN_SERVICE_NAME="chat-api",
+        RESPAN_SKIP_PATHS=["/health/"],  # static files are skipped without saying
         # "tracing", "gateway" (LLM calls through the Respan gateway) or "both".
         RESPAN_MODE=os.environ.get("RESPAN_MODE", "tracing"),
         CELERY=celery_config(data_dir),
