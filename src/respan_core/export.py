@@ -131,7 +131,7 @@ class RespanExporter(SpanExporter):
     def __init__(
         self, endpoint: str, api_key: str, trace_content: bool = True, timeout: float = 10.0
     ):
-        self._endpoint = endpoint
+        self.endpoint = endpoint
         self._headers = {
             "Content-Type": "application/json",
             "Authorization": f"Bearer {api_key}",
@@ -173,10 +173,14 @@ class RespanExporter(SpanExporter):
         self._warn_dropped(len(spans))
         return SpanExportResult.FAILURE
 
+    def post_once(self, spans: Sequence[ReadableSpan]) -> int | None:
+        """POST the spans once, without retrying; the answer's status, None for no answer."""
+        return self._post(encode(spans, self._trace_content), self._timeout)[0]
+
     def _post(self, body: bytes, timeout: float) -> tuple[int | None, float | None]:
         """The answer's status and Retry-After seconds; no status when there was no answer."""
         request = urllib.request.Request(
-            self._endpoint, data=body, headers=self._headers, method="POST"
+            self.endpoint, data=body, headers=self._headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -185,7 +189,7 @@ class RespanExporter(SpanExporter):
         except urllib.error.HTTPError as error:
             return error.code, _retry_after(error.headers.get("Retry-After"))
         except (OSError, ValueError) as error:
-            logger.debug("Respan could not be reached at %s: %s", self._endpoint, error)
+            logger.debug("Respan could not be reached at %s: %s", self.endpoint, error)
             return None, None
 
     def _warn_refused(self, status: int, count: int) -> None:
@@ -208,7 +212,7 @@ class RespanExporter(SpanExporter):
         if now - self._last_drop_warning >= WARNING_INTERVAL:
             logger.warning(
                 "Respan could not be reached at %s: dropped %d spans since the last warning.",
-                self._endpoint,
+                self.endpoint,
                 self._dropped_unreported,
             )
             self._dropped_unreported = 0

@@ -15,6 +15,8 @@ class RespanConfig(AppConfig):
     verbose_name = "Respan"
 
     def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
         start()
 
 

@@ -22,9 +22,12 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import click
 from flask import Flask, current_app, got_request_exception, request
+from flask.cli import with_appcontext
 
 from respan_core import http, propagate_attributes
+from respan_core.check import report, send_test_trace
 from respan_core.client import Respan as RespanClient
 from respan_core.entity import Entity
 from respan_core.scope import scope_attributes
@@ -73,6 +76,7 @@ class Respan:
         app.before_request(_name_request_span)
         app.after_request(_record_identity)
         got_request_exception.connect(_record_exception, app, weak=False)
+        app.cli.add_command(_cli)
 
     @staticmethod
     def client(app: Flask) -> RespanClient:
@@ -163,3 +167,17 @@ def _record_exception(sender: Flask, exception: BaseException, **_: Any) -> None
     entity = _request_span()
     if entity is not None:
         entity.fail(exception)
+
+
+@click.group("respan", help="Respan tracing.")
+def _cli() -> None:
+    pass
+
+
+@_cli.command("check", help="Send one test trace to the configured destination.")
+@with_appcontext
+def _check() -> None:
+    text, status = report(send_test_trace(current_app.extensions["respan"].client))
+    click.echo(text)
+    if status:
+        raise SystemExit(status)
