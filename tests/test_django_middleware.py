@@ -17,7 +17,9 @@ django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test import AsyncClient, Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils.crypto import salted_hmac  # noqa: E402
 from django_app import views  # noqa: E402
 from django_app.views import ViewFailed  # noqa: E402
@@ -256,3 +258,15 @@ def test_static_and_configured_paths_are_not_traced(server, spans):
     requests.get(f"{server}/hello/")
 
     assert [span.name for span in spans()] == ["GET /hello/"]
+
+
+@pytest.mark.parametrize("path", ["/hello/", "/work/"])
+def test_a_view_that_touches_no_user_costs_no_query(server, spans, logged_in, user, path):
+    client = Client()
+    client.force_login(user)
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+
+    assert len(queries) == 0
+    assert spans()[-1].name == f"GET {path}"
