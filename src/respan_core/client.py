@@ -10,16 +10,17 @@ request of one application is handled is traced by that application's client.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
@@ -34,6 +35,7 @@ EXIT_TIMEOUT = 5.0  # seconds a process waits at exit for its spans to be export
 _FALSE = {"0", "false", "no", "off"}
 
 _live: list[Respan] = []  # clients not shut down, oldest first
+_taps: list[SpanExporter] = []  # where every client also hands its finished spans (tests)
 _current: ContextVar[Respan | None] = ContextVar("respan_client", default=None)
 
 
@@ -100,6 +102,7 @@ class Respan:
         )
         self.defaults = {key: value for key, value in defaults.items() if value}
         self.tracer_provider.add_span_processor(ScopeProcessor(self.defaults))
+        self.tracer_provider.add_span_processor(_TapProcessor())
         if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
             exporters = [exporter] if exporter else self._exporters(local_store, otlp_endpoint)
             for one in exporters:  # a queue each: a slow destination holds up no other
@@ -180,6 +183,22 @@ class Respan:
         if key not in self._tracers:
             self._tracers[key] = self.tracer_provider.get_tracer(*key)
         return self._tracers[key]
+
+
+@contextlib.contextmanager
+def tap(exporter: SpanExporter) -> Iterator[SpanExporter]:
+    """Hand `exporter` every span any client finishes inside the block, as it finishes."""
+    _taps.append(exporter)
+    try:
+        yield exporter
+    finally:
+        _taps.remove(exporter)
+
+
+class _TapProcessor(SpanProcessor):
+    def on_end(self, span: ReadableSpan) -> None:
+        for exporter in list(_taps):
+            exporter.export([span])
 
 
 def _checked_mode(mode: str, api_key: str | None) -> str:

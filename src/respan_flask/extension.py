@@ -38,6 +38,7 @@ from .identity import logged_in_user_id, session_thread_id
 logger = logging.getLogger("respan_flask")
 
 _ENVIRON_KEY = "respan.request_span"
+_STREAMED_KEY = "respan.streamed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +139,9 @@ class _RequestSpanMiddleware:
             entity.fail(exception)
             entity.end()
             raise
+        if not environ.get(_STREAMED_KEY):
+            entity.end()  # the body is made already: the request is done
+            return body
         return http.TracedBody(body, entity, context)
 
 
@@ -155,6 +159,7 @@ def _record_identity(response: Any) -> Any:
     # The request span started before the application knew the visitor; by now it may.
     entity = _request_span()
     if entity is not None:
+        request.environ[_STREAMED_KEY] = response.is_streamed
         try:
             state: _AppState = current_app.extensions["respan"]
             entity.span.set_attributes(scope_attributes(state.identity()))
