@@ -302,3 +302,17 @@ def test_a_task_that_fails_every_retry_ends_in_an_error(worker, publisher, inges
     assert [s.status_code for s in attempts] == [0, 0, 2]
     for span in attempts:
         _assert_sent_from(root, span)
+
+
+def test_identity_that_is_not_a_string_reaches_the_worker_as_a_string(worker, publisher, ingest):
+    @workflow(name="numeric_identity")
+    def handle():
+        with propagate_attributes(customer_identifier=42, prompt={"prompt_id": "abc"}):
+            add.delay(1, 1)
+
+    handle()
+    publisher.flush()
+
+    _, (task_span,) = _trace_of(ingest, "numeric_identity", 2)
+    assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "42"
+    assert task_span.attributes["respan.prompt"] == '{"prompt_id": "abc"}'

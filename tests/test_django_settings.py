@@ -37,6 +37,7 @@ def customer_from_header(request):
             "settings.RESPAN['THREAD_IDENTIFIER'] names 'no_such_module.thread', which cannot",
         ),
         (["API_KEY"], "settings.RESPAN must be a dict, got list"),
+        ({"METADATA": {1: "one"}}, "settings.RESPAN['METADATA'] must be a dict such as"),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(respan, message):

@@ -411,3 +411,27 @@ def test_a_skip_path_must_be_a_list_of_absolute_paths():
     with pytest.raises(SettingsError) as error:
         Respan(app)
     assert "app.config['RESPAN_SKIP_PATHS'] must be a list of path prefixes" in str(error.value)
+
+
+def test_a_view_that_never_touches_the_session_adds_no_vary_cookie(tmp_path):
+    app = Flask("no_vary")
+    app.config.update(SECRET_KEY="tests-only", RESPAN_LOCAL_STORE=str(tmp_path / "v.sqlite3"),
+                      RESPAN_INSTRUMENT_LITELLM=False)
+
+    @app.get("/plain")
+    def plain():
+        return "plain"
+
+    @app.post("/remember")
+    def remember():
+        from flask import session
+
+        session["visits"] = 1
+        return "ok"
+
+    Respan(app)
+    client = app.test_client()
+
+    assert client.get("/plain").headers.get("Vary") is None  # a first visitor
+    client.post("/remember")
+    assert client.get("/plain").headers.get("Vary") is None  # a visitor with a session

@@ -235,3 +235,15 @@ def test_the_traces_command_names_a_file_that_is_not_a_trace_store(tmp_path, cap
 
     assert main(["traces", "--store", str(other)]) == 1
     assert f"{other} is not a Respan trace store" in capsys.readouterr().err
+
+
+def test_the_traces_command_escapes_control_characters(store, capsys):
+    client = Respan(local_store=store)
+    client.tracer.start_span("GET /\x1b[31mred\x1b]0;title\x07").end()
+    client.shutdown()
+
+    main(["traces", "--store", store])
+
+    output = capsys.readouterr().out
+    assert "\x1b" not in output and "\x07" not in output
+    assert "\\x1b[31mred" in output

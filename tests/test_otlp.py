@@ -113,3 +113,17 @@ def test_the_standard_variables_choose_the_endpoint_and_both_destinations_get_th
         s.attributes for s in ingest.spans() if s.trace_id == trace_id and s.name == "completion"
     )
     assert otlp_llm == respan_llm
+
+
+def test_the_traces_specific_variable_is_used_exactly_as_given(receiver, monkeypatch):
+    monkeypatch.delenv("RESPAN_API_KEY", raising=False)
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{receiver.server_port}/custom/traces"
+    )
+    client = Respan()
+
+    workflow(name="exact")(lambda: None)()
+    assert client.flush(timeout=10)
+    client.shutdown()
+
+    assert {path for path, _, _ in receiver.received} == {"/custom/traces"}

@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

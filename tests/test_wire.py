@@ -229,3 +229,18 @@ def test_an_oversized_value_is_cut_with_a_marker():
     assert len(value) == 32_768
     assert value.endswith("...[truncated]")
     assert attributes["n"] == 5
+
+
+def test_without_content_capture_tool_definitions_are_left_out():
+    parameters = {"model": "gpt-4.1-nano", "tools": [{"description": "TOOL-PRIVATE"}]}
+    attributes = to_respan_attributes(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.invocation_parameters": json.dumps(parameters),
+            "llm.tools.0.tool.json_schema": '{"description": "TOOL-PRIVATE"}',
+        },
+        trace_content=False,
+    )
+
+    assert "TOOL-PRIVATE" not in json.dumps(attributes)
+    assert json.loads(attributes["llm.invocation_parameters"]) == {"model": "gpt-4.1-nano"}

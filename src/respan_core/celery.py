@@ -10,6 +10,7 @@ themselves; a plain Celery application calls `respan_core.celery.connect()` once
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -235,8 +236,10 @@ def _valid_scope(value: Any) -> dict[str, Any]:
         if key == "metadata" and isinstance(field, Mapping):
             items = [(k, v) for k, v in field.items() if v is not None][:MAX_METADATA_KEYS]
             valid[key] = {str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH] for k, v in items}
-        elif key in wire.SCOPE_KEYS and isinstance(field, str):
-            valid[key] = field[:MAX_VALUE_LENGTH]
+        elif key == "prompt" and isinstance(field, Mapping):
+            valid[key] = json.dumps(field, default=str)[:MAX_VALUE_LENGTH]
+        elif key in wire.SCOPE_KEYS and isinstance(field, (str, int, float)):
+            valid[key] = str(field)[:MAX_VALUE_LENGTH]
     return valid
 
 

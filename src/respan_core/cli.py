@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
     store = getattr(arguments, "serve_store", None) or arguments.store or default_path()
     if arguments.action == "serve":
-        server = viewer.serve(store, port=arguments.port)
+        try:
+            recent_traces(store, 1)
+            server = viewer.serve(store, port=arguments.port)
+        except (NotATraceStore, OSError) as error:
+            print(f"respan: {error}", file=sys.stderr)
+            return 1
         print(f"Traces from {store} on http://127.0.0.1:{server.server_address[1]}/ "
               "(Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -61,10 +66,15 @@ def print_trace(stored: StoredTrace, out: TextIO) -> None:
 
 
 def _print_span(span: StoredSpan, prefix: str, last: bool, out: TextIO) -> None:
-    out.write(f"{prefix}{'└─ ' if last else '├─ '}{describe(span)}\n")
+    out.write(f"{prefix}{'└─ ' if last else '├─ '}{printable(describe(span))}\n")
     child_prefix = prefix + ("   " if last else "│  ")
     for index, child in enumerate(span.children):
         _print_span(child, child_prefix, index == len(span.children) - 1, out)
+
+
+def printable(text: str) -> str:
+    """The text with control characters (a terminal's escape sequences) shown escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def describe(span: StoredSpan) -> str:

@@ -130,8 +130,7 @@ class Respan:
             exporters.append(
                 RespanExporter(self.traces_endpoint, self.api_key, self.trace_content)
             )
-        otlp_endpoint = otlp_endpoint or otlp.endpoint_from_environment()
-        if otlp_endpoint:
+        if otlp_endpoint or otlp.endpoint_from_environment():
             exporters.append(otlp.otlp_exporter(otlp_endpoint, self.trace_content))
         if not exporters:
             from .local_store import LocalStoreExporter, default_path

@@ -22,6 +22,7 @@ TRACES_PATH = "/v1/traces"
 
 
 def endpoint_from_environment() -> str | None:
+    """Whether the standard variables name an endpoint (the exporter reads them itself)."""
     return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     )
@@ -36,9 +37,14 @@ def otlp_exporter(endpoint: str | None, trace_content: bool) -> SpanExporter:
             "Exporting to an OTLP endpoint needs OpenTelemetry's OTLP exporter: "
             'pip install "respan-frameworks[otlp]"'
         ) from error
-    if endpoint and not endpoint.rstrip("/").endswith(TRACES_PATH):
-        endpoint = endpoint.rstrip("/") + TRACES_PATH
-    exporter = OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+    if endpoint is None:
+        # The exporter reads the standard variables itself, as the specification says: the
+        # traces-specific one exactly as given, the general one with /v1/traces appended.
+        exporter = OTLPSpanExporter()
+    else:
+        if not endpoint.rstrip("/").endswith(TRACES_PATH):
+            endpoint = endpoint.rstrip("/") + TRACES_PATH
+        exporter = OTLPSpanExporter(endpoint=endpoint)
     return WithRespanAttributes(exporter, trace_content)
 
 

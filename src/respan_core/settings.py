@@ -100,6 +100,8 @@ def parse_settings(
                 raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
             value = tuple(value)
         if name in ("metadata", "gateway_params"):
+            if not all(isinstance(item, str) for item in value):
+                raise error(f"{container}[{key!r}] must be {expected}, with string keys.")
             value = dict(value)
         elif name == "local_store":
             value = os.fspath(value)

@@ -60,6 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        # Only pages asked for by this machine's own name: a web page that rebinds its DNS
+        # name to 127.0.0.1 must not read the traces.
+        port = self.server.server_address[1]
+        if self.headers.get("Host") not in {f"127.0.0.1:{port}", f"localhost:{port}"}:
+            self._send(403, _page("Forbidden", "<p>Open the viewer at 127.0.0.1.</p>"))
+            return
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         store = self.server.store  # type: ignore[attr-defined]

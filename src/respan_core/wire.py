@@ -66,6 +66,8 @@ _CONTENT_PREFIXES = (
     "llm.input_messages.",
     "llm.output_messages.",
     "llm.prompts",
+    "llm.tools.",
+    "llm.request.functions",
     "gen_ai.prompt.",
     "gen_ai.completion.",
     ENTITY_INPUT,
@@ -95,7 +97,7 @@ def to_respan_attributes(
     """
     result = _translated(attributes)
     if INVOCATION_PARAMETERS in result:
-        result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS])
+        result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS], trace_content)
     if not trace_content:
         result = {k: v for k, v in result.items() if not k.startswith(_CONTENT_PREFIXES)}
     for key, value in result.items():
@@ -134,11 +136,15 @@ def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _redacted_json(value: Any) -> Any:
+def _redacted_json(value: Any, trace_content: bool) -> Any:
     try:
-        return json.dumps(redact(json.loads(value)))
+        parameters = redact(json.loads(value))
     except (TypeError, ValueError):
         return value
+    if not trace_content and isinstance(parameters, dict):
+        for content in ("tools", "functions", "messages", "input", "prompt"):
+            parameters.pop(content, None)
+    return json.dumps(parameters)
 
 
 def redact(value: Any) -> Any:

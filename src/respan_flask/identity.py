@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from typing import Any
 
-from flask import current_app, g, has_request_context, session
+from flask import current_app, g, has_request_context
+from flask.globals import request_ctx
 
 THREAD_KEY = "_respan_thread"
 
@@ -37,9 +39,9 @@ def session_thread_id() -> str | None:
     value is a credential too, so a random thread id is kept inside sessions that already
     hold something; an empty session is never started for the sake of tracing.
     """
-    if not has_request_context():
+    current = _session_without_access()
+    if current is None:
         return None
-    current = session._get_current_object()
     session_id = getattr(current, "sid", None)
     if isinstance(session_id, str) and session_id:
         key = str(current_app.secret_key or "").encode()
@@ -47,8 +49,20 @@ def session_thread_id() -> str | None:
         return digest.hexdigest()[:32]
     if not current:
         return None
-    # dict.get, unlike the session's own, does not mark the session accessed (Vary: Cookie).
     thread = dict.get(current, THREAD_KEY)
     if not thread:
         thread = current[THREAD_KEY] = uuid.uuid4().hex
     return thread
+
+
+def _session_without_access() -> Any:
+    """The request's session, read without marking it accessed.
+
+    Flask adds `Vary: Cookie` to responses whose session was accessed; the `flask.session`
+    proxy (and, since Flask 3.1, the request context's `session` property) marks it so. A
+    session's own `get` does too, hence `dict.get` above.
+    """
+    if not has_request_context():
+        return None
+    context = request_ctx._get_current_object()
+    return context.__dict__.get("_session", context.__dict__.get("session"))
