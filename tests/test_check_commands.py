@@ -79,7 +79,7 @@ def _check_ids(**overrides):
     from django.test import override_settings
 
     with override_settings(**overrides):
-        return [message.id for message in run_checks() if message.id.startswith("respan")]
+        return sorted(message.id for message in run_checks() if message.id.startswith("respan"))
 
 
 def test_a_missing_middleware_is_an_error():

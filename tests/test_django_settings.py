@@ -38,6 +38,8 @@ def customer_from_header(request):
         ),
         (["API_KEY"], "settings.RESPAN must be a dict, got list"),
         ({"METADATA": {1: "one"}}, "settings.RESPAN['METADATA'] must be a dict such as"),
+        ({"BASE_URL": "not a url"}, "settings.RESPAN['BASE_URL'] must be a URL string"),
+        ({"LOCAL_STORE": "/tmp"}, "settings.RESPAN['LOCAL_STORE'] must be a file path, and"),
     ],
 )
 def test_a_bad_setting_is_named_in_the_error(respan, message):

@@ -290,3 +290,13 @@ def test_an_ingest_that_is_down_or_hangs_does_not_slow_requests(ingest_that, tmp
     print(f"request time against a healthy ingest: {ratios}")
     assert ratios["down"] < 2.0
     assert ratios["hanging"] < 2.0
+
+
+def test_flush_says_false_when_the_batch_could_not_be_exported(ingest_that):
+    server = ingest_that(lambda n: (400, {}))
+    client = _client(server)
+
+    _make_spans(client, 1)
+
+    assert client.flush(timeout=10) is False
+    client.shutdown()

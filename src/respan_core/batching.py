@@ -17,7 +17,7 @@ from collections import deque
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 logger = logging.getLogger("respan_core")
 
@@ -44,6 +44,7 @@ class ExportQueue(SpanProcessor):
         self.max_batch_size = max_batch_size
         self.schedule_delay = schedule_delay if schedule_delay is not None else _schedule_delay()
         self.dropped = 0
+        self.failed_exports = 0
         self._start_process()
 
     def _start_process(self) -> None:
@@ -116,23 +117,29 @@ class ExportQueue(SpanProcessor):
                 batch = [self._spans.popleft() for _ in range(size)]
                 self._exporting = len(batch)
             try:
-                self.exporter.export(batch)
+                succeeded = self.exporter.export(batch) is not SpanExportResult.FAILURE
             except Exception:
+                succeeded = False
                 logger.warning("Respan could not export %d spans", len(batch), exc_info=True)
+            if not succeeded:
+                self.failed_exports += 1
             with self._condition:
                 self._exporting = 0
                 self._condition.notify_all()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export what has ended; False if that did not finish within the timeout."""
+        """Export what has ended; False if that did not finish within the timeout, or if a
+        batch failed meanwhile."""
         deadline = time.monotonic() + timeout_millis / 1000
+        failures = self.failed_exports
         with self._lock_for_this_process():
             self._flush_wanted = True
             self._condition.notify_all()
-            return self._condition.wait_for(
+            done = self._condition.wait_for(
                 lambda: not self._spans and not self._exporting,
                 timeout=max(0.0, deadline - time.monotonic()),
             )
+        return done and self.failed_exports == failures
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
         """Export what is queued within the timeout, then stop; later spans are ignored."""

@@ -95,6 +95,10 @@ def parse_settings(
             )
         if name == "mode" and value not in MODES:
             raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
+        if name in ("base_url", "otlp_endpoint") and not value.startswith(("http://", "https://")):
+            raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
+        if name == "local_store" and os.path.isdir(value):
+            raise error(f"{container}[{key!r}] must be a file path, and {value!r} is a folder.")
         if name == "skip_paths":
             if not all(isinstance(path, str) and path.startswith("/") for path in value):
                 raise error(f"{container}[{key!r}] must be {expected}, got {value!r}.")
