@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -37,10 +38,15 @@ class ChatStack:
     settings_env: dict[str, str] = {}
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str], web_options: tuple[str, ...] = ("--workers", "2")
+        self,
+        data_dir: Path,
+        env: dict[str, str],
+        web_options: tuple[str, ...] = ("--workers", "2"),
+        asgi: bool = False,
     ):
         self.data_dir = data_dir
         self.web_options = web_options
+        self.asgi = asgi
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
@@ -63,12 +69,14 @@ class ChatStack:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.user_pk = self.prepare()
-            self._spawn(
-                "web",
-                [sys.executable, "-m", "gunicorn", self.wsgi_app, "--bind",
-                 f"127.0.0.1:{self.port}", "--chdir", str(self.project_dir),
-                 *self.web_options],
-            )
+            if self.asgi:  # uvicorn, one process, the event loop serving every request
+                web = [sys.executable, "-m", "uvicorn", self.asgi_app, "--host", "127.0.0.1",
+                       "--port", str(self.port), "--log-level", "warning"]
+            else:
+                web = [sys.executable, "-m", "gunicorn", self.wsgi_app, "--bind",
+                       f"127.0.0.1:{self.port}", "--chdir", str(self.project_dir),
+                       *self.web_options]
+            self._spawn("web", web)
             self._spawn(
                 "worker",
                 [sys.executable, "-m", "celery", "-A", self.celery_app, "worker", "--pool",
@@ -122,6 +130,10 @@ class ChatStack:
 
     def chat(self, conversation_id: int, message: str, view: str = "") -> dict:
         """POST a message to /chat/<id>/ (or to /chat/<id>/<view>/, such as "async")."""
+        response = self.post_message(conversation_id, message, view)
+        return response.json()
+
+    def post_message(self, conversation_id: int, message: str, view: str = "") -> Any:
         path = f"/chat/{conversation_id}/" + (f"{view}/" if view else "")
         response = self.session.post(
             f"{self.base_url}{path}",
@@ -129,7 +141,7 @@ class ChatStack:
             headers=self.request_headers(),
         )
         response.raise_for_status()
-        return response.json()
+        return response
 
     def stop(self) -> None:
         """Warm shutdown: each process flushes its spans before it exits."""
@@ -148,6 +160,7 @@ class ChatStack:
 class DjangoChatStack(ChatStack):
     project_dir = HERE / "django_chat"
     wsgi_app = "chatsite.wsgi"
+    asgi_app = "chatsite.asgi:application"
     celery_app = "chatsite"
     settings_env = {"DJANGO_SETTINGS_MODULE": "chatsite.settings"}
     session_cookie = "sessionid"

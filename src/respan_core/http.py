@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -85,6 +86,25 @@ def traced_iteration(
         try:
             chunk = context.run(next, iterator)
         except StopIteration:
+            entity.end()
+            return
+        except BaseException as exception:
+            entity.fail(exception)
+            entity.end()
+            raise
+        yield chunk
+
+
+async def traced_async_iteration(
+    chunks: AsyncIterable[Any], entity: Entity, context: contextvars.Context
+) -> AsyncIterator[Any]:
+    """`traced_iteration` for an async iterator (ASGI streaming): each chunk is awaited as a
+    task in the request's context."""
+    iterator = context.run(aiter, chunks)
+    while True:
+        try:
+            chunk = await asyncio.create_task(anext(iterator), context=context)
+        except StopAsyncIteration:
             entity.end()
             return
         except BaseException as exception:

@@ -120,10 +120,6 @@ class RespanMiddleware:
             return
         # The body is produced after this returns: in the request's context, and the span
         # ends when it is exhausted or the server closes the response.
-        if not getattr(response, "is_async", False):
-            # TODO: async iterators (ASGI streaming) still end the span only at close,
-            # without the request's context while iterating; needs an async traced_iteration.
-            response.streaming_content = http.traced_iteration(
-                response.streaming_content, entity, stream_context
-            )
+        traced = http.traced_async_iteration if response.is_async else http.traced_iteration
+        response.streaming_content = traced(response.streaming_content, entity, stream_context)
         response._resource_closers.append(entity.end)

@@ -25,3 +25,12 @@ def streamed_reply(messages: list[dict]) -> str:
         model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
     )
     return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+
+
+async def astreamed_reply(messages: list[dict]):
+    chunks = await litellm.acompletion(
+        model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    async for chunk in chunks:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield chunk.choices[0].delta.content

@@ -1,7 +1,7 @@
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_POST
 
 from . import llm
@@ -32,6 +32,19 @@ async def chat_async(request, conversation_id: int):
 
     answer = await llm.areply([{"role": "user", "content": message}])
     return JsonResponse({"reply": answer})
+
+
+@login_required
+@require_POST
+async def chat_stream(request, conversation_id: int):
+    """The reply streamed as the LLM produces it (async: served best under an ASGI server)."""
+    try:
+        message = json.loads(request.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return HttpResponseBadRequest('send JSON: {"message": "..."}')
+
+    messages = [{"role": "user", "content": message}]
+    return StreamingHttpResponse(llm.astreamed_reply(messages), content_type="text/plain")
 
 
 def health(request):
