@@ -2,7 +2,8 @@
 
 The demo and the tests point LiteLLM at it (`OPENAI_BASE_URL`), so nothing needs a provider
 account or the network. It answers `POST .../chat/completions`, plain and streaming, with a
-reply that quotes the last user message, and counts tokens as words. Like Respan's gateway it
+reply that quotes the last user message (after 3 s when it contains "[slow]"), and counts
+tokens as words. Like Respan's gateway it
 answers with an `X-Respan-Log-Id` header, so it stands in for the gateway too. Every request
 is kept in `server.requests` for tests to inspect.
 
@@ -52,6 +53,8 @@ class LLMRequestHandler(BaseHTTPRequestHandler):
 
         messages = request.get("messages") or []
         text = reply_to(messages)
+        if "[slow]" in text:  # lets tests hang up on a request that is still waiting
+            time.sleep(3)
         usage = {
             "prompt_tokens": sum(_tokens(str(m.get("content", ""))) for m in messages),
             "completion_tokens": _tokens(text),

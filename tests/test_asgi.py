@@ -4,6 +4,7 @@ async streamed response, traced like everything else."""
 import os
 
 import pytest
+import requests
 from chat_stack import DjangoChatStack
 
 from respan_core import wire
@@ -81,3 +82,32 @@ def test_consecutive_requests_share_nothing(site, ingest):
     two = _request_trace(ingest, second, "POST /chat/<int:conversation_id>/async/")[0]
     assert one.trace_id != two.trace_id
     assert two.parent_span_id == ""
+
+
+def test_a_request_the_client_hangs_up_on_ends_its_span_as_cancelled(site, ingest):
+    message = "[slow] hang up on me"
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        site.session.post(
+            f"{site.base_url}/chat/7/async/", json={"message": message},
+            headers=site.request_headers(), timeout=1,
+        )
+
+    def cancelled(spans):
+        return any(
+            s.name == "POST /chat/<int:conversation_id>/async/" and s.status_code == 2
+            and any(e["name"] == "exception" for e in s.events) for s in spans
+        )
+
+    spans = ingest.wait_for(cancelled, timeout=30)
+    workflow = next(s for s in spans if s.name == "POST /chat/<int:conversation_id>/async/"
+                    and s.status_code == 2)
+    types = [a["value"]["stringValue"] for e in workflow.events for a in e["attributes"]
+             if a["key"] == "exception.type"]
+    assert types == ["asyncio.exceptions.CancelledError"]
+
+    after = "after the hang-up"
+    assert site.chat(7, after, view="async")["reply"] == f"You said: {after}"
+    next_workflow = _request_trace(ingest, after, "POST /chat/<int:conversation_id>/async/")[0]
+    assert next_workflow.parent_span_id == ""
+    assert next_workflow.status_code != 2
+    assert "Failed to detach context" not in (site.data_dir / "web.log").read_text()
