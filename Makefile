@@ -17,8 +17,22 @@ FRAMEWORK ?= django
 demo: $(VENV)/.installed
 	$(VENV)/bin/python example_projects/demo.py --framework $(FRAMEWORK)
 
-test: $(VENV)/.installed
+# The adapters' tests again on the oldest Django and Flask this package supports.
+OLDEST ?= .venv-oldest
+OLDEST_PINS = "django==4.2.*" "flask==2.3.*" "werkzeug==2.3.*"
+ADAPTER_TESTS = tests/test_django_middleware.py tests/test_django_settings.py \
+	tests/test_flask_extension.py
+
+$(OLDEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -e ".[django,flask]" $(OLDEST_PINS) \
+		flask-login pytest pytest-timeout requests
+	touch $@
+
+test: $(VENV)/.installed $(OLDEST)/.installed
 	$(VENV)/bin/python -m pytest
+	$(OLDEST)/bin/python -m pytest $(ADAPTER_TESTS)
 
 # Speed and cost measurements, printed as ratios; run on demand, never in CI.
 bench: $(VENV)/.installed

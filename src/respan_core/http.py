@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 
+from . import scope
 from .client import Respan
 from .entity import WORKFLOW, Entity
 
@@ -72,19 +72,35 @@ def finish_request_span(entity: Entity, status_code: int) -> None:
         entity.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
 
 
-def traced_iteration(
-    chunks: Iterable[Any], entity: Entity, context: contextvars.Context
-) -> Iterator[Any]:
-    """Iterate a streamed response body in the request's context; end the span when done.
+class RequestContext:
+    """What the request's code runs in (its span, position, client and identity scope),
+    kept to run the steps of a body streamed after the application returned.
 
-    A streamed body is produced after the application returned: each chunk is made in the
-    request's own context, so LLM calls in a generator nest under the request and carry its
-    identity.
+    Each step enters it and leaves it again in the server's own context: a context change
+    the body itself makes (Flask's `stream_with_context` pushing its request context) stays
+    in the context it was made in, as it would without tracing.
     """
-    iterator = context.run(iter, chunks)
+
+    def __init__(self, entity: Entity):
+        self.entity = entity
+        self.scope = scope.current_scope()
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        with self.entity.activated(), scope.replaced_scope(self.scope):
+            yield
+
+
+def traced_iteration(chunks: Iterable[Any], request: RequestContext) -> Iterator[Any]:
+    """Iterate a streamed response body in the request's context; end the span when done,
+    so LLM calls in a generator nest under the request and carry its identity."""
+    entity = request.entity
+    with request.entered():
+        iterator = iter(chunks)
     while True:
         try:
-            chunk = context.run(next, iterator)
+            with request.entered():
+                chunk = next(iterator)
         except StopIteration:
             entity.end()
             return
@@ -96,14 +112,15 @@ def traced_iteration(
 
 
 async def traced_async_iteration(
-    chunks: AsyncIterable[Any], entity: Entity, context: contextvars.Context
+    chunks: AsyncIterable[Any], request: RequestContext
 ) -> AsyncIterator[Any]:
-    """`traced_iteration` for an async iterator (ASGI streaming): each chunk is awaited as a
-    task in the request's context."""
-    iterator = context.run(aiter, chunks)
+    """`traced_iteration` for an async iterator (ASGI streaming)."""
+    entity = request.entity
+    iterator = aiter(chunks)
     while True:
         try:
-            chunk = await asyncio.create_task(anext(iterator), context=context)
+            with request.entered():
+                chunk = await anext(iterator)
         except StopAsyncIteration:
             entity.end()
             return
@@ -118,18 +135,18 @@ class TracedBody:
     """A WSGI response body iterated in the request's context; it ends the request span,
     once, when exhausted or closed."""
 
-    def __init__(self, body: Iterable[bytes], entity: Entity, context: contextvars.Context):
+    def __init__(self, body: Iterable[bytes], request: RequestContext):
         self._body = body
-        self._entity = entity
-        self._context = context
+        self._request = request
 
     def __iter__(self) -> Iterator[bytes]:
-        return traced_iteration(self._body, self._entity, self._context)
+        return traced_iteration(self._body, self._request)
 
     def close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
-                self._context.run(close)
+                with self._request.entered():
+                    close()
         finally:
-            self._entity.end()
+            self._request.entity.end()

@@ -7,7 +7,6 @@ the view) joins the request's trace and carries its identity.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -45,11 +44,11 @@ class RespanMiddleware:
         try:
             with entity.activated(), self._identity_scope(request):
                 response = self.get_response(request)
-                stream_context = entity.new_context()
+                request_context = http.RequestContext(entity)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response, stream_context)
+        self._finish(entity, request, response, request_context)
         return response
 
     async def _acall(self, request: Any) -> Any:
@@ -59,11 +58,11 @@ class RespanMiddleware:
         try:
             with entity.activated(), self._identity_scope(request):
                 response = await self.get_response(request)
-                stream_context = entity.new_context()
+                request_context = http.RequestContext(entity)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response, stream_context)
+        self._finish(entity, request, response, request_context)
         return response
 
     def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
@@ -108,7 +107,7 @@ class RespanMiddleware:
         entity.end()
 
     def _finish(
-        self, entity: Entity, request: Any, response: Any, stream_context: contextvars.Context
+        self, entity: Entity, request: Any, response: Any, request_context: http.RequestContext
     ) -> None:
         try:
             entity.span.set_attributes(scope_attributes(self._identity(request)))
@@ -121,5 +120,5 @@ class RespanMiddleware:
         # The body is produced after this returns: in the request's context, and the span
         # ends when it is exhausted or the server closes the response.
         traced = http.traced_async_iteration if response.is_async else http.traced_iteration
-        response.streaming_content = traced(response.streaming_content, entity, stream_context)
+        response.streaming_content = traced(response.streaming_content, request_context)
         response._resource_closers.append(entity.end)

@@ -134,7 +134,7 @@ class _RequestSpanMiddleware:
         try:
             with entity.activated(), propagate_attributes(**self.state.identity()):
                 body = self.wsgi_app(environ, traced_start_response)
-                context = entity.new_context()
+                request_context = http.RequestContext(entity)
         except BaseException as exception:
             entity.fail(exception)
             entity.end()
@@ -142,7 +142,7 @@ class _RequestSpanMiddleware:
         if not environ.get(_STREAMED_KEY):
             entity.end()  # the body is made already: the request is done
             return body
-        return http.TracedBody(body, entity, context)
+        return http.TracedBody(body, request_context)
 
 
 def _request_span() -> Entity | None:
