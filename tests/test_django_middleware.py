@@ -3,6 +3,7 @@
 import asyncio
 import os
 import threading
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -271,3 +272,23 @@ def test_a_view_that_touches_no_user_costs_no_query(server, spans, logged_in, us
 
     assert len(queries) == 0
     assert spans()[-1].name == f"GET {path}"
+
+
+def test_spans_from_gather_children_and_sync_to_async_nest_under_the_request(spans):
+    response = asyncio.run(AsyncClient().get("/fan-out/"))
+
+    assert response.content == b"[1, 2] done"
+    finished = spans()
+    (workflow,) = [s for s in finished if s.name == "GET /fan-out/"]
+    children = sorted(s.name for s in finished if s.parent
+                      and s.parent.span_id == workflow.context.span_id)
+    assert children == ["async_step.task", "async_step.task", "inner_step.task"]
+
+
+def test_a_file_response_span_ends_after_the_file_is_sent(server, spans):
+    response = requests.get(f"{server}/download/")
+
+    assert response.content == Path(views.__file__).read_bytes()
+    (span,) = spans()
+    assert span.name == "GET /download/"
+    assert span.attributes["http.response.status_code"] == 200

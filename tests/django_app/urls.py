@@ -7,6 +7,8 @@ urlpatterns = [
     path("items/<int:pk>/", views.item),
     path("me/", views.me),
     path("async-me/", views.async_me),
+    path("fan-out/", views.fan_out),
+    path("download/", views.download),
     path("boom/", views.boom),
     path("unavailable/", views.unavailable),
     path("stream/", views.stream),

@@ -1,3 +1,4 @@
+import asyncio
 import time
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -61,3 +62,23 @@ def stream_work(request):
 async def async_me(request):
     user = await request.auser()
     return HttpResponse(str(user.pk) if user.is_authenticated else "anonymous")
+
+
+@task(name="async_step")
+async def async_step(n):
+    return n
+
+
+async def fan_out(request):
+    """Spans from asyncio.gather children and from sync_to_async."""
+    from asgiref.sync import sync_to_async
+
+    results = await asyncio.gather(async_step(1), async_step(2))
+    done = await sync_to_async(inner_step)()
+    return HttpResponse(f"{results} {done}")
+
+
+def download(request):
+    from django.http import FileResponse
+
+    return FileResponse(open(__file__, "rb"))
