@@ -49,3 +49,15 @@ def traced_litellm():
     yield instrumentor
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
+
+
+@pytest.fixture(scope="module")
+def publisher(ingest):
+    """The Celery sending side's client, hooks connected: its spans go to the ingest."""
+    import respan_core.celery
+    from respan_core import Respan
+
+    client = Respan(api_key="celery-publisher-key", base_url=ingest.base_url)
+    respan_core.celery.connect(client)
+    yield client
+    client.shutdown()

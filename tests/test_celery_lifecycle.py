@@ -14,18 +14,10 @@ from celery import Celery, signals
 from celery_app import add, sleepy
 
 import respan_core.celery
-from respan_core import Respan, propagate_attributes, wire, workflow
+from respan_core import propagate_attributes, wire, workflow
 
 HERE = Path(__file__).resolve().parent
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
-
-
-@pytest.fixture(scope="module")
-def publisher(ingest):
-    client = Respan(api_key="lifecycle-key", base_url=ingest.base_url)
-    respan_core.celery.connect(client)
-    yield client
-    client.shutdown()
 
 
 class Worker:

@@ -39,15 +39,6 @@ def worker(ingest, tmp_path_factory):
     process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def publisher(ingest):
-    """The sending side's client: its workflow spans go to the same ingest."""
-    client = Respan(api_key="celery-test-key", base_url=ingest.base_url)
-    respan_core.celery.connect(client)
-    yield client
-    client.shutdown()
-
-
 class Plan:
     """Metadata an application may pass that JSON cannot encode."""
 
