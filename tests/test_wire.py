@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -244,3 +245,69 @@ def test_without_content_capture_tool_definitions_are_left_out():
 
     assert "TOOL-PRIVATE" not in json.dumps(attributes)
     assert json.loads(attributes["llm.invocation_parameters"]) == {"model": "gpt-4.1-nano"}
+
+
+def _protobuf_json(spans):
+    """What OpenTelemetry's own OTLP encoder makes of the spans, in OTLP/JSON's spelling:
+    ids in hex where protobuf's JSON mapping writes base64, enums as numbers."""
+    import base64
+
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    def hex_ids(value):
+        if isinstance(value, dict):
+            return {
+                key: base64.b64decode(item).hex() if key in ("traceId", "spanId", "parentSpanId")
+                else hex_ids(item)
+                for key, item in value.items()
+                if key != "flags"  # W3C trace flags: newer SDKs write them, Respan reads none
+            }
+        if isinstance(value, list):
+            return [hex_ids(item) for item in value]
+        return value
+
+    return hex_ids(MessageToDict(encode_spans(spans), use_integers_for_enums=True))
+
+
+def _without_defaults(value):
+    """OTLP/JSON leaves fields at their default value out, or not: the same message either way."""
+    if isinstance(value, dict):
+        kept = {key: _without_defaults(item) for key, item in value.items()}
+        return {key: item for key, item in kept.items() if item not in ([], {}, 0) or item is False}
+    if isinstance(value, list):
+        return [_without_defaults(item) for item in value]
+    return value
+
+
+def test_the_export_body_is_what_opentelemetrys_own_encoder_writes():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test", "1.2")
+    values = {
+        "text": 'quotes " and \\ and a newline\n, unicode é 漢字 and \u2028',
+        "yes": True,
+        "no": False,
+        "count": 2**62,
+        "negative": -7,
+        "ratio": 0.25,
+        "not_a_number": float("nan"),
+        "infinite": float("-inf"),
+        "names": ("a", "b"),
+        "numbers": (1, 2),
+        "flags": (True, False),
+        "ratios": (0.5, 1.5),
+    }
+    with tracer.start_as_current_span("parent") as parent:
+        child = tracer.start_span("child", attributes=values, links=[
+            trace.Link(parent.get_span_context(), {"why": "linked"})
+        ])
+        child.add_event("happened", {"detail": "x", "n": 3})
+        child.set_status(trace.Status(trace.StatusCode.ERROR, "it failed"))
+        child.end()
+    provider.get_tracer("other").start_span("alone", kind=trace.SpanKind.SERVER).end()
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+
+    assert _without_defaults(json.loads(encode(spans))) == _without_defaults(_protobuf_json(spans))

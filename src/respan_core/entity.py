@@ -17,7 +17,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Status, StatusCode
 
 from . import client, wire
-from .scope import Position, current_position, position, set_position
+from .scope import Position, current_position, position_var
+from .span import EntitySpan
 
 WORKFLOW = "workflow"
 TASK = "task"
@@ -58,34 +59,41 @@ class Entity:
 
         self.kind = kind
         self.client = respan or client.active()
-        tracer = self.client.tracer if self.client else trace.get_tracer("respan_core")
-        self.span = tracer.start_span(
-            span_name or f"{name}.{kind}",
-            context=parent,
-            attributes=entity_attributes,
-            links=links,
-            start_time=start_time,
-        )
+        span_name = span_name or f"{name}.{kind}"
+        self.span: trace.Span
+        if self.client is not None:
+            self.span = EntitySpan(
+                self.client.tracer_provider, span_name, parent, entity_attributes, links,
+                start_time,
+            )
+        else:  # no client yet: whatever tracer the application set up, if any
+            self.span = trace.get_tracer("respan_core").start_span(
+                span_name, parent, attributes=entity_attributes, links=links,
+                start_time=start_time,
+            )
         self.context = trace.set_span_in_context(self.span, parent)
         self._ended = False
         self._failed_by: BaseException | None = None
 
-    def rename(self, name: str) -> None:
-        """Rename a workflow once its final name is known (a web route, say)."""
+    def rename(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        """Rename a workflow once its final name is known (a web route, say), adding
+        `attributes` that came with the name."""
         self.span.update_name(name)
-        self.span.set_attribute(wire.ENTITY_NAME, name)
+        renamed = {wire.ENTITY_NAME: name, **(attributes or {})}
         if self.kind == WORKFLOW:
             self.position.workflow_name = name
-            self.span.set_attribute(wire.WORKFLOW_NAME, name)
+            renamed[wire.WORKFLOW_NAME] = name
+        self.span.set_attributes(renamed)
 
     @contextlib.contextmanager
     def activated(self) -> Iterator[trace.Span]:
         token = otel_context.attach(self.context)
         client_token = client.current_client_var().set(self.client)
+        position_token = position_var().set(self.position)
         try:
-            with position(self.position):
-                yield self.span
+            yield self.span
         finally:
+            position_var().reset(position_token)
             client.current_client_var().reset(client_token)
             otel_context.detach(token)
 
@@ -102,7 +110,7 @@ class Entity:
     def _activate_for_good(self) -> None:
         otel_context.attach(self.context)
         client.current_client_var().set(self.client)
-        set_position(self.position)
+        position_var().set(self.position)
 
     def fail(self, exception: BaseException) -> None:
         """Mark the span as failed by `exception`; a second call for the same one is ignored."""

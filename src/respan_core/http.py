@@ -43,7 +43,22 @@ def incoming_context(environ: Mapping[str, Any]) -> Context | None:
     """
     if trace.get_current_span().get_span_context().is_valid:
         return None
-    return propagate.extract(environ, getter=_environ_getter)
+    propagator = propagate.get_global_textmap()
+    if not any(key in environ for key in _environ_keys(propagator)):
+        return None  # no trace context came with the request: skip the propagators' parsing
+    return propagator.extract(environ, getter=_environ_getter)
+
+
+_read_by: tuple[Any, tuple[str, ...]] = (None, ())  # the global propagator, its environ keys
+
+
+def _environ_keys(propagator: Any) -> tuple[str, ...]:
+    """The environ keys of the headers the propagator reads (`traceparent`, `baggage`, ...)."""
+    global _read_by
+    if _read_by[0] is not propagator:
+        keys = tuple("HTTP_" + field.upper().replace("-", "_") for field in propagator.fields)
+        _read_by = (propagator, keys)
+    return _read_by[1]
 
 
 def start_request_span(
@@ -62,8 +77,7 @@ def start_request_span(
 
 def name_request_span(entity: Entity, method: str, route: str) -> None:
     """Name the span after the route pattern once routing has matched one."""
-    entity.rename(f"{method} {route}")
-    entity.span.set_attribute("http.route", route)
+    entity.rename(f"{method} {route}", {"http.route": route})
 
 
 def finish_request_span(entity: Entity, status_code: int) -> None:

@@ -114,8 +114,8 @@ def current_position() -> Position | None:
     return _position.get()
 
 
-def set_position(value: Position | None) -> None:
-    _position.set(value)
+def position_var() -> ContextVar[Position | None]:
+    return _position
 
 
 @contextlib.contextmanager
@@ -175,7 +175,8 @@ class ScopeProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            attributes = scope_attributes(merge_scopes(self._defaults, _scope.get()))
+            scope = _scope.get()
+            attributes = scope_attributes(merge_scopes(self._defaults, scope) if scope else self._defaults)
             attributes.update(_position_attributes(span))
             existing = span.attributes or {}
             span.set_attributes(

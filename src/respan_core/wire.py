@@ -95,7 +95,7 @@ def to_respan_attributes(
     translated one. Secret-looking values in LLM call parameters are redacted, and without
     `trace_content` prompts, completions, inputs and outputs are left out.
     """
-    result = _translated(attributes)
+    result = _translated(_copied(attributes))
     if INVOCATION_PARAMETERS in result:
         result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS], trace_content)
     if not trace_content:
@@ -111,10 +111,21 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _copied(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict of the attributes: the SDK's mapping copies itself far faster than
+    `dict()` can read it key by key."""
+    try:
+        copied = attributes.copy()  # type: ignore[attr-defined]
+    except AttributeError:
+        copied = None
+    return copied if isinstance(copied, dict) else dict(attributes)
+
+
+def _translated(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes with Respan's keys added for OpenInference's (changing `attributes`)."""
     kind = attributes.get("openinference.span.kind")
     if kind is None:
-        return dict(attributes)
+        return attributes
 
     translated: dict[str, Any] = {}
     if kind in _REQUEST_TYPES:
@@ -123,17 +134,21 @@ def _translated(attributes: Mapping[str, Any]) -> dict[str, Any]:
         translated["respan.entity.log_type"] = _LOG_TYPES[kind]
 
     for key, value in attributes.items():
-        for respan_key in _RENAMED.get(key, ()):
-            translated[respan_key] = str(value).lower() if respan_key == "gen_ai.system" else value
-        message = key.startswith(_MESSAGE_KEYS) and _MESSAGE.match(key)
-        if message:
-            direction, index, field = message.groups()
-            translated[f"{_MESSAGE_PREFIX[direction]}.{index}.{field}"] = value
+        renamed = _RENAMED.get(key)
+        if renamed is not None:
+            for respan_key in renamed:
+                translated[respan_key] = (
+                    str(value).lower() if respan_key == "gen_ai.system" else value
+                )
+        elif key.startswith(_MESSAGE_KEYS):
+            message = _MESSAGE.match(key)
+            if message:
+                direction, index, field = message.groups()
+                translated[f"{_MESSAGE_PREFIX[direction]}.{index}.{field}"] = value
 
-    result = dict(attributes)
     for key, value in translated.items():
-        result.setdefault(key, value)
-    return result
+        attributes.setdefault(key, value)
+    return attributes
 
 
 def _redacted_json(value: Any, trace_content: bool) -> Any:

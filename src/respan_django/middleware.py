@@ -41,28 +41,30 @@ class RespanMiddleware:
         entity = self._start(request)
         if entity is None:
             return self.get_response(request)
+        identity = self._identity(request)
         try:
-            with entity.activated(), self._identity_scope(request):
+            with entity.activated(), propagate_attributes(**identity):
                 response = self.get_response(request)
                 request_context = http.RequestContext(entity)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response, request_context)
+        self._finish(entity, identity, response, request_context)
         return response
 
     async def _acall(self, request: Any) -> Any:
         entity = self._start(request)
         if entity is None:
             return await self.get_response(request)
+        identity = self._identity(request)
         try:
-            with entity.activated(), self._identity_scope(request):
+            with entity.activated(), propagate_attributes(**identity):
                 response = await self.get_response(request)
                 request_context = http.RequestContext(entity)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
-        self._finish(entity, request, response, request_context)
+        self._finish(entity, identity, response, request_context)
         return response
 
     def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
@@ -99,18 +101,19 @@ class RespanMiddleware:
             "thread_identifier": lambda: self.settings.thread_identifier(request),
         }
 
-    def _identity_scope(self, request: Any) -> Any:
-        return propagate_attributes(**self._identity(request))
-
     def _fail(self, entity: Entity, exception: BaseException) -> None:
         entity.fail(exception)
         entity.end()
 
     def _finish(
-        self, entity: Entity, request: Any, response: Any, request_context: http.RequestContext
+        self,
+        entity: Entity,
+        identity: dict[str, Callable[[], str | None]],
+        response: Any,
+        request_context: http.RequestContext,
     ) -> None:
         try:
-            entity.span.set_attributes(scope_attributes(self._identity(request)))
+            entity.span.set_attributes(scope_attributes(identity))
             http.finish_request_span(entity, response.status_code)
         except Exception:
             logger.debug("finishing the span of a request failed", exc_info=True)

@@ -1,0 +1,174 @@
+"""Workflow and task spans behave as the SDK's spans do for everything that touches them:
+parents, the client's processors, attributes from outside, status, exceptions, ending."""
+
+import logging
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags, TraceState
+
+from respan_core import Respan, workflow
+from respan_core.entity import TASK, WORKFLOW, Entity
+
+
+@pytest.fixture
+def exporter():
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def respan(exporter):
+    client = Respan(exporter=exporter)
+    yield client
+    client.shutdown()
+
+
+def _finished(respan, exporter):
+    respan.flush()
+    return exporter.get_finished_spans()
+
+
+def _sdk_span_of(function):
+    """What the SDK's own span records when `function` is applied to it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("sdk").start_span("sdk")
+    function(span)
+    span.end()
+    return exporter.get_finished_spans()[0]
+
+
+def test_a_task_is_the_child_of_the_current_span_in_its_trace_with_its_trace_state(
+    respan, exporter
+):
+    remote = SpanContext(
+        0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "value")]),
+    )
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+    try:
+        entity = Entity(TASK, "step", respan=respan)
+        entity.end()
+    finally:
+        otel_context.detach(token)
+
+    (span,) = _finished(respan, exporter)
+    assert span.context.trace_id == 0x1234
+    assert span.parent.span_id == 0x5678
+    assert span.context.span_id not in (0, 0x5678)
+    assert span.context.trace_state == remote.trace_state
+    assert span.context.trace_flags.sampled
+
+
+def test_without_a_current_span_a_workflow_starts_its_own_sampled_trace(respan, exporter):
+    first, second = Entity(WORKFLOW, "one", respan=respan), Entity(WORKFLOW, "two", respan=respan)
+    first.end()
+    second.end()
+
+    spans = _finished(respan, exporter)
+    assert [span.parent for span in spans] == [None, None]
+    assert len({span.context.trace_id for span in spans}) == 2
+    assert all(span.context.trace_flags.sampled for span in spans)
+
+
+def test_a_processor_added_to_the_clients_provider_later_sees_workflow_spans(respan):
+    later = InMemorySpanExporter()
+    respan.tracer_provider.add_span_processor(SimpleSpanProcessor(later))
+
+    Entity(WORKFLOW, "checkout", respan=respan).end()
+
+    assert [span.name for span in later.get_finished_spans()] == ["checkout.workflow"]
+
+
+def test_attributes_set_from_outside_keep_only_valid_values_without_a_warning(
+    respan, exporter, caplog
+):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    with caplog.at_level(logging.WARNING):
+        entity.span.set_attributes({
+            "text": "x", "number": 3, "ratio": 0.5, "flag": True,
+            "names": ["a", "b"], "numbers": (1, None, 2),
+            "mixed": ["a", 1], "mapping": {"a": 1}, "object": object(),
+        })
+        trace.get_current_span(entity.context).set_attribute("later", "y")
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    assert {key: span.attributes.get(key) for key in (
+        "text", "number", "ratio", "flag", "names", "numbers", "later"
+    )} == {
+        "text": "x", "number": 3, "ratio": 0.5, "flag": True,
+        "names": ("a", "b"), "numbers": (1, None, 2), "later": "y",
+    }
+    assert not {"mixed", "mapping", "object"} & set(span.attributes)
+    assert caplog.records == []  # left out quietly: tracing never makes noise in the app
+
+
+def test_status_and_exceptions_are_recorded_as_the_sdk_records_them(respan, exporter):
+    def fail(span):
+        span.set_status(StatusCode.ERROR, "first")
+        span.set_status(trace.Status(StatusCode.UNSET))  # ignored
+        try:
+            raise KeyError("missing")
+        except KeyError as error:
+            span.record_exception(error, {"extra": "1"})
+
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    fail(entity.span)
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    sdk = _sdk_span_of(fail)
+    assert (span.status.status_code, span.status.description) == (StatusCode.ERROR, "first")
+    (event,) = span.events
+    (sdk_event,) = sdk.events
+    assert event.name == sdk_event.name == "exception"
+    assert set(event.attributes) == set(sdk_event.attributes)
+    for key in ("exception.type", "exception.message", "exception.escaped", "extra"):
+        assert event.attributes[key] == sdk_event.attributes[key]
+    assert "KeyError: 'missing'" in event.attributes["exception.stacktrace"]
+
+
+def test_an_ok_status_stays_ok(respan, exporter):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    entity.span.set_status(StatusCode.OK)
+    entity.span.set_status(StatusCode.ERROR, "too late")
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    assert span.status.status_code is StatusCode.OK
+
+
+def test_ending_twice_exports_once_and_nothing_changes_an_ended_span(respan, exporter):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    entity.span.end()
+    entity.span.end()
+    entity.span.set_attribute("after", "end")
+    entity.span.update_name("renamed")
+    entity.span.add_event("late")
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    assert span.name == "job.workflow"
+    assert "after" not in span.attributes
+    assert span.events == ()
+    assert not entity.span.is_recording()
+    assert span.end_time >= span.start_time
+
+
+def test_events_are_capped_so_a_loop_cannot_grow_a_span_forever(respan, exporter):
+    @workflow(name="chatty")
+    def chatty():
+        for n in range(1000):
+            trace.get_current_span().add_event(f"event {n}")
+
+    chatty()
+
+    (span,) = _finished(respan, exporter)
+    assert len(span.events) == 128
+    assert span.events[-1].name == "event 127"
