@@ -104,10 +104,15 @@ class Entity:
         sets (a scope it opens) stays its own and what it started in stays with it.
         """
         context = contextvars.copy_context()
-        context.run(self._activate_for_good)
+        context.run(self.activate_for_good)
         return context
 
-    def _activate_for_good(self) -> None:
+    def activate_for_good(self) -> None:
+        """Make this entity current in the running context, with no block to leave it.
+
+        For a framework hook that starts the entity before the code meant to run in it: wrap
+        the whole of that in `restoring_current()`, which undoes this when it is left.
+        """
         otel_context.attach(self.context)
         client.current_client_var().set(self.client)
         position_var().set(self.position)
@@ -128,3 +133,20 @@ class Entity:
         if not self._ended:
             self._ended = True
             self.span.end()
+
+
+@contextlib.contextmanager
+def restoring_current() -> Iterator[None]:
+    """On leaving, make current again the span, client and position current on entering.
+
+    Undoes the `Entity.activate_for_good()` calls made inside, and any OpenTelemetry context
+    another library's hook attached inside and left attached.
+    """
+    token = otel_context.attach(otel_context.get_current())
+    client_token = client.current_client_var().set(client.current_client_var().get())
+    try:
+        with position(current_position()):
+            yield
+    finally:
+        client.current_client_var().reset(client_token)
+        otel_context.detach(token)

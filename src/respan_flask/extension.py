@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +30,7 @@ from flask.cli import with_appcontext
 from respan_core import http, propagate_attributes
 from respan_core.check import report, send_test_trace
 from respan_core.client import Respan as RespanClient
-from respan_core.entity import Entity
+from respan_core.entity import Entity, restoring_current
 from respan_core.scope import scope_attributes
 from respan_core.settings import Settings, client_for, parse_settings
 
@@ -73,7 +74,7 @@ class Respan:
         state = _AppState(settings, client_for(settings))
         app.extensions["respan"] = state
 
-        app.wsgi_app = _RequestSpanMiddleware(app.wsgi_app, state)
+        app.wsgi_app = _RequestSpanMiddleware(app, state)
         app.before_request(_name_request_span)
         app.after_request(_record_identity)
         got_request_exception.connect(_record_exception, app, weak=False)
@@ -103,46 +104,103 @@ def load_settings(app: Flask, options: dict[str, Any]) -> Settings:
 
 
 class _RequestSpanMiddleware:
-    """Wraps `app.wsgi_app`: the request span lasts from the first byte to the body's end."""
+    """Wraps `app.wsgi_app`: the request span lasts from the first byte to the body's end.
 
-    def __init__(self, wsgi_app: Callable, state: _AppState):
-        self.wsgi_app = wsgi_app
+    Under OpenTelemetry's own Flask instrumentation, whose server span starts in a
+    before_request hook, the request span starts in a hook of ours that runs after it instead,
+    so that it nests under the server span. The middleware still ends it, and starts it late
+    for a request no hook of ours reached (a hook before ours answered it, or failed).
+    """
+
+    def __init__(self, app: Flask, state: _AppState):
+        self.app = app
+        self.wsgi_app = app.wsgi_app
         self.state = state
+        self.under_server_span: bool | None = None  # decided at the first request
+        self._deciding = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if self.under_server_span is None:
+            self._decide()
         if http.skipped(environ.get("PATH_INFO") or "/", self.state.settings.skip_paths):
             return self.wsgi_app(environ, start_response)
-        try:
-            entity = http.start_request_span(
-                self.state.client,
-                environ.get("REQUEST_METHOD", "GET"),
-                environ.get("PATH_INFO") or "/",
-                environ,
-            )
-        except Exception:
-            logger.warning("Respan could not start the span of a request", exc_info=True)
-            return self.wsgi_app(environ, start_response)
-        environ[_ENVIRON_KEY] = entity
+        if self.under_server_span:
+            environ[_ENVIRON_KEY] = None  # for `_start_request_span` to start
+            activation = restoring_current()
+        else:
+            entity = _start(self.state, environ)
+            if entity is None:
+                return self.wsgi_app(environ, start_response)
+            environ[_ENVIRON_KEY] = entity
+            activation = entity.activated()
 
         def traced_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-            try:
-                http.finish_request_span(entity, int(status.split(" ", 1)[0]))
-            except Exception:
-                logger.debug("recording the status of a request failed", exc_info=True)
+            entity = self._started(environ)
+            if entity is not None:
+                try:
+                    http.finish_request_span(entity, int(status.split(" ", 1)[0]))
+                except Exception:
+                    logger.debug("recording the status of a request failed", exc_info=True)
             return start_response(status, headers, exc_info)
 
         try:
-            with entity.activated(), propagate_attributes(**self.state.identity()):
+            with activation, propagate_attributes(**self.state.identity()):
                 body = self.wsgi_app(environ, traced_start_response)
+                entity = self._started(environ)
                 request_context = http.RequestContext(entity)
         except BaseException as exception:
-            entity.fail(exception)
-            entity.end()
+            entity = self._started(environ)
+            if entity is not None:
+                entity.fail(exception)
+                entity.end()
             raise
+        if entity is None:
+            return body
         if not environ.get(_STREAMED_KEY):
             entity.end()  # the body is made already: the request is done
             return body
         return http.TracedBody(body, request_context)
+
+    def _decide(self) -> None:
+        # Decided once, at the first request. OpenTelemetry instruments an app before then
+        # (Flask lets no hook be added after it), and a hook added now runs after every hook
+        # already there, OpenTelemetry's included.
+        with self._deciding:
+            if self.under_server_span is not None:
+                return
+            under = bool(getattr(self.app, "_is_instrumented_by_opentelemetry", False))
+            if under:
+                try:
+                    self.app.before_request(_start_request_span)
+                except Exception:  # a request reached the app around this middleware
+                    logger.warning(
+                        "Respan could not start its request spans under OpenTelemetry's "
+                        "server spans; the server spans will nest under them instead",
+                        exc_info=True,
+                    )
+                    under = False
+            self.under_server_span = under
+
+    def _started(self, environ: dict) -> Entity | None:
+        """The request span, started now if no hook of ours started it: inside OpenTelemetry's
+        server span if that is still current."""
+        entity = environ.get(_ENVIRON_KEY)
+        if entity is None:
+            entity = environ[_ENVIRON_KEY] = _start(self.state, environ)
+        return entity
+
+
+def _start(state: _AppState, environ: dict) -> Entity | None:
+    try:
+        return http.start_request_span(
+            state.client,
+            environ.get("REQUEST_METHOD", "GET"),
+            environ.get("PATH_INFO") or "/",
+            environ,
+        )
+    except Exception:
+        logger.warning("Respan could not start the span of a request", exc_info=True)
+        return None
 
 
 def _request_span() -> Entity | None:
@@ -153,6 +211,19 @@ def _name_request_span() -> None:
     entity = _request_span()
     if entity is not None and request.url_rule is not None:
         http.name_request_span(entity, request.method, request.url_rule.rule)
+
+
+def _start_request_span() -> None:
+    """Under OpenTelemetry's Flask instrumentation, whose hook has run by now: start the request
+    span inside its server span and make it current for the rest of the request (the
+    middleware's `restoring_current()` undoes that when the request is done)."""
+    environ = request.environ
+    if _ENVIRON_KEY not in environ:
+        return  # a path not traced
+    entity = environ[_ENVIRON_KEY] = _start(current_app.extensions["respan"], environ)
+    if entity is not None:
+        entity.activate_for_good()
+        _name_request_span()
 
 
 def _record_identity(response: Any) -> Any:
