@@ -144,9 +144,10 @@ def restoring_current() -> Iterator[None]:
     """
     token = otel_context.attach(otel_context.get_current())
     client_token = client.current_client_var().set(client.current_client_var().get())
+    position_token = position_var().set(current_position())
     try:
-        with position(current_position()):
-            yield
+        yield
     finally:
+        position_var().reset(position_token)
         client.current_client_var().reset(client_token)
         otel_context.detach(token)

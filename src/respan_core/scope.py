@@ -176,7 +176,8 @@ class ScopeProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             scope = _scope.get()
-            attributes = scope_attributes(merge_scopes(self._defaults, scope) if scope else self._defaults)
+            merged = merge_scopes(self._defaults, scope) if scope else self._defaults
+            attributes = scope_attributes(merged)
             attributes.update(_position_attributes(span))
             existing = span.attributes or {}
             span.set_attributes(

@@ -49,8 +49,8 @@ class EntitySpan(trace.Span, ReadableSpan):
         parent_span = trace.get_current_span(parent).get_span_context()
         ids = provider.id_generator
         if parent_span.is_valid:
-            trace_id, flags, state = parent_span.trace_id, parent_span.trace_flags, parent_span.trace_state
-            flags = TraceFlags(flags | TraceFlags.SAMPLED)
+            trace_id, state = parent_span.trace_id, parent_span.trace_state
+            flags = TraceFlags(parent_span.trace_flags | TraceFlags.SAMPLED)
         else:
             trace_id, flags, state, parent_span = ids.generate_trace_id(), _SAMPLED, None, None
         context = SpanContext(
