@@ -21,13 +21,14 @@ demo: $(VENV)/.installed
 OLDEST ?= .venv-oldest
 OLDEST_PINS = "django==4.2.*" "flask==2.3.*" "werkzeug==2.3.*"
 ADAPTER_TESTS = tests/test_django_middleware.py tests/test_django_settings.py \
-	tests/test_flask_extension.py
+	tests/test_flask_extension.py tests/test_coexistence.py
 
 $(OLDEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
 	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST)/bin/python -m pip install --quiet -e ".[django,flask]" $(OLDEST_PINS) \
-		flask-login pytest pytest-timeout requests
+		flask-login pytest pytest-timeout requests sentry-sdk \
+		opentelemetry-instrumentation-django opentelemetry-instrumentation-flask
 	touch $@
 
 test: $(VENV)/.installed $(OLDEST)/.installed
