@@ -1,8 +1,9 @@
 """What the Celery hooks add to each task, against opentelemetry-instrumentation-celery.
 
-Each configuration runs in a fresh process: a Celery app on Kombu's in-memory transport
+Each configuration runs in a process of its own: a Celery app on Kombu's in-memory transport
 sends a no-op task inside a parent span (the publish hook) and runs it from the message's
-headers (the prerun and postrun hooks), thousands of times. Spans go through a batch
+headers (the prerun and postrun hooks), in rounds of a thousand tasks that the configurations
+take in turn (see rounds.py); each one's best round counts. Spans go through a batch
 processor to an exporter that discards them, the same for both instrumentations.
 
     python benchmarks/celery_hooks.py            # prints per-task costs and the ratio
@@ -12,18 +13,18 @@ Target: our added cost is at most 0.25 of opentelemetry-instrumentation-celery's
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 
-TASKS = 3000
-ROUNDS = 5
+import rounds
+
+TASKS = 1000
+ROUNDS = 20
 CONFIGS = ("bare", "respan", "opentelemetry")
 
 
-def measure(config: str) -> float:
-    """Best per-task time, in microseconds, of publishing and running a no-op task."""
+def serve(config: str) -> None:
+    """Set one configuration up, warm it up, then time rounds of tasks on demand."""
     from celery import Celery, signals
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -66,28 +67,22 @@ def measure(config: str) -> float:
 
     for _ in range(200):  # warm up
         one_task()
-    best = float("inf")
-    for _ in range(ROUNDS):
+
+    def one_round() -> float:
         started = time.perf_counter()
         for _ in range(TASKS):
             one_task()
-        best = min(best, (time.perf_counter() - started) / TASKS * 1e6)
-    return best
+        return (time.perf_counter() - started) / TASKS * 1e6
+
+    rounds.serve(one_round)
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--config":
-        print(json.dumps(measure(sys.argv[2])))
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve(sys.argv[2])
         return
 
-    results = {}
-    for config in CONFIGS:
-        output = subprocess.run(
-            [sys.executable, __file__, "--config", config],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        results[config] = json.loads(output.strip().splitlines()[-1])
-
+    results = rounds.best_rounds(__file__, {config: [config] for config in CONFIGS}, ROUNDS)
     bare = results["bare"]
     ours, theirs = results["respan"] - bare, results["opentelemetry"] - bare
     print(f"per task, publish + run, best of {ROUNDS} rounds of {TASKS} tasks:")

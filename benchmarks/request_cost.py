@@ -1,13 +1,14 @@
 """What the Django middleware and the Flask extension add to each request.
 
-Each configuration runs in a fresh process: a one-view app driven by the framework's test
-client (no network, so only the per-request work is measured), thousands of requests, best of
-several rounds. Spans go through each tool's batching to an exporter that discards them;
-sentry-sdk runs with tracing on and a transport that sends nothing. "one bare span" is the
-smallest instrumentation there is: a middleware (Django) or WSGI wrapper (Flask) that starts
-and ends one OpenTelemetry SDK span per request, with no context, attributes or identity;
-measured the same way, as what it adds to the bare app, so that both costs are paid in the
-same process under the same conditions.
+Each configuration runs in a process of its own: a one-view app driven by the framework's
+test client (no network, so only the per-request work is measured), in rounds of a thousand
+requests that the configurations take in turn (see rounds.py); each one's best round counts.
+Spans go through each tool's batching to an exporter that discards them; sentry-sdk runs with
+tracing on and a transport that sends nothing. "one bare span" is the smallest instrumentation
+there is: a middleware (Django) or WSGI wrapper (Flask) that starts and ends one OpenTelemetry
+SDK span per request, with no context, attributes or identity; it is measured the same way,
+as what it adds to the bare app, so that both costs are paid in the same process under the
+same conditions.
 
     python benchmarks/request_cost.py
 
@@ -17,15 +18,15 @@ opentelemetry-instrumentation-django's / -flask's added cost.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-REQUESTS = 3000
-ROUNDS = 5
+import rounds
+
+REQUESTS = 1000
+ROUNDS = 20
 CONFIGS = ("bare", "span", "respan", "opentelemetry", "sentry")
 
 
@@ -164,35 +165,30 @@ def __getattr__(name):  # Django reads ROOT_URLCONF's urlpatterns lazily
     raise AttributeError(name)
 
 
-def measure(framework: str, config: str) -> float:
-    """Best per-request time in microseconds."""
+def serve(framework: str, config: str) -> None:
+    """Set one configuration up, warm it up, then time rounds of requests on demand."""
     client = django_client(config) if framework == "django" else flask_client(config)
-    request = lambda: client.get("/items/7")  # noqa: E731
     for _ in range(300):
-        request()
-    best = float("inf")
-    for _ in range(ROUNDS):
+        client.get("/items/7")
+
+    def one_round() -> float:
         started = time.perf_counter()
         for _ in range(REQUESTS):
-            request()
-        best = min(best, (time.perf_counter() - started) / REQUESTS * 1e6)
-    return best
+            client.get("/items/7")
+        return (time.perf_counter() - started) / REQUESTS * 1e6
+
+    rounds.serve(one_round)
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--measure":
-        print(json.dumps(measure(sys.argv[2], sys.argv[3])))
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], sys.argv[3])
         return
 
-    def run(framework: str, config: str) -> float:
-        output = subprocess.run(
-            [sys.executable, __file__, "--measure", framework, config],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        return json.loads(output.strip().splitlines()[-1])
-
     for framework in ("django", "flask"):
-        results = {config: run(framework, config) for config in CONFIGS}
+        results = rounds.best_rounds(
+            __file__, {config: [framework, config] for config in CONFIGS}, ROUNDS
+        )
         bare = results["bare"]
         added = {config: results[config] - bare for config in CONFIGS[1:]}
         print(f"\n{framework}: per request, best of {ROUNDS} rounds of {REQUESTS} requests")

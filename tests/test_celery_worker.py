@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from celery import chain, chord, group, signals
 from celery_app import TaskFailed, add, app, doomed, fail, flaky, spawn, total
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode, TraceFlags, TraceState
 
 import respan_core.celery
 from respan_core import Respan, propagate_attributes, wire, workflow
@@ -307,3 +308,22 @@ def test_identity_that_is_not_a_string_reaches_the_worker_as_a_string(worker, pu
     _, (task_span,) = _trace_of(ingest, "numeric_identity", 2)
     assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "42"
     assert task_span.attributes["respan.prompt"] == '{"prompt_id": "abc"}'
+
+
+def test_the_header_carries_the_publishing_span_with_its_trace_state():
+    publishing = SpanContext(
+        0x5BF92F3577B34DA6A3CE929D0E0E4736, 0x10F067AA0BA902B7, is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=TraceState([("vendor", "v1")]),
+    )
+    headers = {}
+    with trace.use_span(trace.NonRecordingSpan(publishing)):
+        respan_core.celery._on_publish(headers=headers)
+
+    assert headers["respan"]["traceparent"] == (
+        "00-5bf92f3577b34da6a3ce929d0e0e4736-10f067aa0ba902b7-01"
+    )
+    sender = respan_core.celery._sender(headers["respan"])
+    assert (sender.trace_id, sender.span_id, sender.is_remote) == (
+        publishing.trace_id, publishing.span_id, True
+    )
+    assert sender.trace_state == publishing.trace_state

@@ -9,21 +9,22 @@ themselves; a plain Celery application calls `respan_core.celery.connect()` once
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import re
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import Token
+from types import MappingProxyType
 from typing import Any
 
 from celery import signals
 from celery.exceptions import TaskRevokedError
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Link, SpanContext, TraceFlags, TraceState
 
 from . import client, scope, wire
 from .entity import TASK, WORKFLOW, Entity
@@ -33,8 +34,9 @@ logger = logging.getLogger("respan_core")
 HEADER = "respan"
 MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried in the header
 MAX_METADATA_KEYS = 64
-_propagator = TraceContextTextMapPropagator()
-_running: dict[str, tuple[Entity, contextlib.ExitStack]] = {}
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_PUBLISHED_BY = MappingProxyType({"respan.link": "published_by"})
+_running: dict[str, tuple[Entity, Any, list[Token]]] = {}
 _received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
 _MAX_RECEIVED = 10_000
 _client: client.Respan | None = None
@@ -66,7 +68,13 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
         return
     try:
         carrier: dict[str, Any] = {}
-        _propagator.inject(carrier)
+        sender = trace.get_current_span().get_span_context()
+        if sender.is_valid:  # as W3C's traceparent and tracestate headers
+            carrier["traceparent"] = (
+                f"00-{sender.trace_id:032x}-{sender.span_id:016x}-{sender.trace_flags:02x}"
+            )
+            if sender.trace_state:
+                carrier["tracestate"] = sender.trace_state.to_header()
         carrier["scope"] = _valid_scope(scope.resolved_scope())
         where = scope.current_position()
         if where is not None:
@@ -77,61 +85,91 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
 
 
 def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
-    stack = contextlib.ExitStack()
     try:
         request = task.request
-        entity = _start_task_span(
-            stack, task_id, task.name, _header(request), request.is_eager, request.retries
+        entity, entered = _start_task_span(
+            task_id, task.name, _header(request), request.is_eager, request.retries
         )
-        stack.enter_context(entity.activated())
-        _running[task_id] = (entity, stack)
     except Exception:
-        stack.close()
         logger.debug("starting the span of task %s failed", task_id, exc_info=True)
+        return
+    activation = entity.activated()
+    activation.__enter__()
+    _running[task_id] = (entity, activation, entered)
 
 
 def _start_task_span(
-    stack: contextlib.ExitStack,
     task_id: str,
     name: str,
     carrier: Mapping[str, Any] | None,
     is_eager: bool,
     retries: int | None,
     start_time: int | None = None,
-) -> Entity:
-    """Start a task's span in the sender's trace, entering the sender's scope on `stack`."""
-    links = []
+) -> tuple[Entity, list[Token]]:
+    """Start a task's span in the sender's trace, inside the sender's scope and position,
+    entered here; `_leave(tokens)` leaves them."""
+    links: tuple[Link, ...] = ()
+    entered: list[Token] = []
     if carrier is not None:
-        parent: Context | None = _propagator.extract(
-            {key: value for key, value in carrier.items() if isinstance(value, str)}
-        )
-        sender = trace.get_current_span(parent).get_span_context()
-        if sender.is_valid:
-            links.append(Link(sender, {"respan.link": "published_by"}))
-        stack.enter_context(scope.replaced_scope(_valid_scope(carrier.get("scope"))))
-        stack.enter_context(scope.position(_valid_position(carrier.get("position"))))
+        sender = _sender(carrier)
+        parent: Context | None = Context()  # in the sender's trace, else a trace of its own
+        if sender is not None:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(sender), parent)
+            links = (Link(sender, _PUBLISHED_BY),)
+        carried_scope = MappingProxyType(_valid_scope(carrier.get("scope")))
+        entered.append(scope.scope_var().set(carried_scope))
+        entered.append(scope.position_var().set(_valid_position(carrier.get("position"))))
     elif is_eager:
         parent = None  # runs in the caller's own context, which already holds it all
     else:
         parent = Context()  # sent without our hooks: a trace of its own, nothing inherited
-        stack.enter_context(scope.replaced_scope({}))
-        stack.enter_context(scope.position(None))
+        entered.append(scope.scope_var().set(MappingProxyType({})))
+        entered.append(scope.position_var().set(None))
 
-    # A task sent from no workflow (a beat schedule, a script) is a workflow of its own.
-    kind = TASK if scope.current_position() is not None else WORKFLOW
-    return Entity(
-        kind,
-        name,
-        parent=parent,
-        attributes={
-            "celery.task_id": task_id,
-            "celery.task_name": name,
-            "celery.retries": retries or 0,
-        },
-        links=links,
-        start_time=start_time,
-        respan=_respan(),
+    try:
+        # A task sent from no workflow (a beat schedule, a script) is a workflow of its own.
+        kind = TASK if scope.current_position() is not None else WORKFLOW
+        entity = Entity(
+            kind,
+            name,
+            parent=parent,
+            attributes={
+                "celery.task_id": task_id,
+                "celery.task_name": name,
+                "celery.retries": retries or 0,
+            },
+            links=links,
+            start_time=start_time,
+            respan=_respan(),
+        )
+    except BaseException:
+        _leave(entered)
+        raise
+    return entity, entered
+
+
+def _leave(entered: list[Token]) -> None:
+    for token in reversed(entered):
+        token.var.reset(token)
+
+
+def _sender(carrier: Mapping[str, Any]) -> SpanContext | None:
+    """The publishing span, from the header's W3C traceparent (and tracestate)."""
+    traceparent = carrier.get("traceparent")
+    match = _TRACEPARENT.fullmatch(traceparent) if isinstance(traceparent, str) else None
+    if match is None:
+        if traceparent is not None:
+            logger.debug("ignoring a malformed traceparent in a task's %s header", HEADER)
+        return None
+    tracestate = carrier.get("tracestate")
+    sender = SpanContext(
+        int(match[1], 16),
+        int(match[2], 16),
+        is_remote=True,
+        trace_flags=TraceFlags(int(match[3], 16)),
+        trace_state=TraceState.from_header([tracestate]) if isinstance(tracestate, str) else None,
     )
+    return sender if sender.is_valid else None
 
 
 def _on_received(request: Any, **_: Any) -> None:
@@ -162,10 +200,10 @@ def _report_lost_task(task_id: str, exception: BaseException) -> None:
         return
     name, carrier, started = received
     try:
-        with contextlib.ExitStack() as stack:
-            entity = _start_task_span(stack, task_id, name, carrier, False, 0, started)
-            entity.fail(exception)
-            entity.end()
+        entity, entered = _start_task_span(task_id, name, carrier, False, 0, started)
+        _leave(entered)
+        entity.fail(exception)
+        entity.end()
     except Exception:
         logger.debug("reporting the lost task %s failed", task_id, exc_info=True)
 
@@ -180,13 +218,14 @@ def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:
     running = _running.pop(task_id, None)
     if running is None:
         return
-    entity, stack = running
+    entity, activation, entered = running
     # Celery sends this signal from a `finally`: an exception still being handled here
     # escaped the failure signal (an eager task run with throw=True), or is the pool
     # terminating this process (a hard time limit, a revoke with terminate=True).
     exception = sys.exc_info()[1]
     try:
-        stack.close()
+        activation.__exit__(None, None, None)
+        _leave(entered)
     except Exception:
         logger.debug("leaving the context of task %s failed", task_id, exc_info=True)
     if isinstance(exception, SystemExit):

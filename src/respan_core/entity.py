@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Status, StatusCode
 
 from . import client, wire
-from .scope import Position, current_position, position_var
+from .scope import Position, current_position, current_scope, merge_scopes, position_var, scope_var
 from .span import EntitySpan
 
 WORKFLOW = "workflow"
@@ -85,17 +85,10 @@ class Entity:
             renamed[wire.WORKFLOW_NAME] = name
         self.span.set_attributes(renamed)
 
-    @contextlib.contextmanager
-    def activated(self) -> Iterator[trace.Span]:
-        token = otel_context.attach(self.context)
-        client_token = client.current_client_var().set(self.client)
-        position_token = position_var().set(self.position)
-        try:
-            yield self.span
-        finally:
-            position_var().reset(position_token)
-            client.current_client_var().reset(client_token)
-            otel_context.detach(token)
+    def activated(self, scope: Mapping[str, Any] | None = None) -> _Activation:
+        """A context manager in which this entity is current, with `scope` (fields of
+        `propagate_attributes`, lazy values too) merged into the current scope if given."""
+        return _Activation(self, scope)
 
     def new_context(self) -> contextvars.Context:
         """A copy of the current context with this entity active in it for good.
@@ -151,3 +144,34 @@ def restoring_current() -> Iterator[None]:
         position_var().reset(position_token)
         client.current_client_var().reset(client_token)
         otel_context.detach(token)
+
+
+class _Activation:
+    """`Entity.activated()`: a class rather than a generator, as it runs twice per request
+    and per task."""
+
+    __slots__ = ("entity", "scope", "tokens")
+
+    def __init__(self, entity: Entity, scope: Mapping[str, Any] | None):
+        self.entity = entity
+        self.scope = scope
+
+    def __enter__(self) -> trace.Span:
+        entity = self.entity
+        self.tokens = (
+            otel_context.attach(entity.context),
+            client.current_client_var().set(entity.client),
+            position_var().set(entity.position),
+            None if self.scope is None else scope_var().set(
+                merge_scopes(current_scope(), self.scope)
+            ),
+        )
+        return entity.span
+
+    def __exit__(self, *_: object) -> None:
+        context_token, client_token, position_token, scope_token = self.tokens
+        if scope_token is not None:
+            scope_var().reset(scope_token)
+        position_var().reset(position_token)
+        client.current_client_var().reset(client_token)
+        otel_context.detach(context_token)

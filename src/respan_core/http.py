@@ -101,7 +101,7 @@ class RequestContext:
 
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
-        with self.entity.activated(), scope.replaced_scope(self.scope):
+        with self.entity.activated(self.scope):
             yield
 
 

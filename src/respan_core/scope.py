@@ -110,6 +110,10 @@ def replaced_scope(scope: Mapping[str, Any]) -> Iterator[None]:
         _scope.reset(token)
 
 
+def scope_var() -> ContextVar[Mapping[str, Any]]:
+    return _scope
+
+
 def current_position() -> Position | None:
     return _position.get()
 
@@ -172,17 +176,23 @@ class ScopeProcessor(SpanProcessor):
 
     def __init__(self, defaults: Mapping[str, Any]):
         self._defaults = MappingProxyType(dict(defaults))
+        lazy = any(callable(value) for value in defaults.values())
+        # Outside any scope (where every request span starts) the attributes are the defaults'.
+        self._default_attributes = None if lazy else scope_attributes(self._defaults)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             scope = _scope.get()
-            merged = merge_scopes(self._defaults, scope) if scope else self._defaults
-            attributes = scope_attributes(merged)
+            if scope or self._default_attributes is None:
+                attributes = scope_attributes(merge_scopes(self._defaults, scope))
+            else:
+                attributes = dict(self._default_attributes)
             attributes.update(_position_attributes(span))
-            existing = span.attributes or {}
-            span.set_attributes(
-                {key: value for key, value in attributes.items() if key not in existing}
-            )
+            if attributes:
+                existing = span.attributes or {}
+                span.set_attributes(
+                    {key: value for key, value in attributes.items() if key not in existing}
+                )
         except Exception:
             logger.debug("stamping the scope on a span failed", exc_info=True)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-from respan_core import http, propagate_attributes
+from respan_core import http
 from respan_core.entity import Entity
 from respan_core.scope import scope_attributes
 
@@ -43,7 +43,7 @@ class RespanMiddleware:
             return self.get_response(request)
         identity = self._identity(request)
         try:
-            with entity.activated(), propagate_attributes(**identity):
+            with entity.activated(identity):
                 response = self.get_response(request)
                 request_context = http.RequestContext(entity)
         except BaseException as exception:
@@ -58,7 +58,7 @@ class RespanMiddleware:
             return await self.get_response(request)
         identity = self._identity(request)
         try:
-            with entity.activated(), propagate_attributes(**identity):
+            with entity.activated(identity):
                 response = await self.get_response(request)
                 request_context = http.RequestContext(entity)
         except BaseException as exception:

@@ -17,10 +17,12 @@ naming the key.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
@@ -47,7 +49,9 @@ class _AppState:
     settings: Settings
     client: RespanClient
 
+    @functools.cached_property
     def identity(self) -> dict[str, Callable[[], str | None]]:
+        """The request's identity scope: its values are looked up when a span needs them."""
         return {
             "customer_identifier": self.settings.customer_identifier,
             "thread_identifier": self.settings.thread_identifier,
@@ -76,7 +80,7 @@ class Respan:
 
         app.wsgi_app = _RequestSpanMiddleware(app, state)
         app.before_request(_name_request_span)
-        app.after_request(_record_identity)
+        app.after_request(functools.partial(_record_identity, state))
         got_request_exception.connect(_record_exception, app, weak=False)
         app.cli.add_command(_cli)
 
@@ -126,13 +130,13 @@ class _RequestSpanMiddleware:
             return self.wsgi_app(environ, start_response)
         if self.under_server_span:
             environ[_ENVIRON_KEY] = None  # for `_start_request_span` to start
-            activation = restoring_current()
+            activation = _restoring_current_with(self.state.identity)
         else:
             entity = _start(self.state, environ)
             if entity is None:
                 return self.wsgi_app(environ, start_response)
             environ[_ENVIRON_KEY] = entity
-            activation = entity.activated()
+            activation = entity.activated(self.state.identity)
 
         def traced_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
             entity = self._started(environ)
@@ -144,7 +148,7 @@ class _RequestSpanMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            with activation, propagate_attributes(**self.state.identity()):
+            with activation:
                 body = self.wsgi_app(environ, traced_start_response)
                 entity = self._started(environ)
                 request_context = http.RequestContext(entity)
@@ -190,6 +194,12 @@ class _RequestSpanMiddleware:
         return entity
 
 
+@contextlib.contextmanager
+def _restoring_current_with(identity: dict[str, Callable[[], str | None]]) -> Iterator[None]:
+    with restoring_current(), propagate_attributes(**identity):
+        yield
+
+
 def _start(state: _AppState, environ: dict) -> Entity | None:
     try:
         return http.start_request_span(
@@ -208,9 +218,11 @@ def _request_span() -> Entity | None:
 
 
 def _name_request_span() -> None:
-    entity = _request_span()
-    if entity is not None and request.url_rule is not None:
-        http.name_request_span(entity, request.method, request.url_rule.rule)
+    current = request._get_current_object()  # once: each use of the proxy looks it up anew
+    entity = current.environ.get(_ENVIRON_KEY)
+    rule = current.url_rule
+    if entity is not None and rule is not None:
+        http.name_request_span(entity, current.method, rule.rule)
 
 
 def _start_request_span() -> None:
@@ -226,14 +238,14 @@ def _start_request_span() -> None:
         _name_request_span()
 
 
-def _record_identity(response: Any) -> Any:
+def _record_identity(state: _AppState, response: Any) -> Any:
     # The request span started before the application knew the visitor; by now it may.
-    entity = _request_span()
+    environ = request._get_current_object().environ
+    entity = environ.get(_ENVIRON_KEY)
     if entity is not None:
-        request.environ[_STREAMED_KEY] = response.is_streamed
+        environ[_STREAMED_KEY] = response.is_streamed
         try:
-            state: _AppState = current_app.extensions["respan"]
-            entity.span.set_attributes(scope_attributes(state.identity()))
+            entity.span.set_attributes(scope_attributes(state.identity))
         except Exception:
             logger.debug("recording the identity of a request failed", exc_info=True)
     return response

@@ -11,7 +11,7 @@ import hmac
 import uuid
 from typing import Any
 
-from flask import current_app, g, has_request_context
+from flask import current_app, g
 from flask.globals import request_ctx
 
 THREAD_KEY = "_respan_thread"
@@ -23,9 +23,10 @@ def logged_in_user_id() -> str | None:
     Flask-Login loads the user when `current_user` is first used and keeps it in
     `g._login_user`; reading it from there never costs the request a user query.
     """
-    if not has_request_context():
+    try:
+        user = g._get_current_object().get("_login_user")  # one lookup of the proxy
+    except RuntimeError:  # outside a request
         return None
-    user = g.get("_login_user")
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     return str(user.get_id())
@@ -62,7 +63,8 @@ def _session_without_access() -> Any:
     proxy (and, since Flask 3.1, the request context's `session` property) marks it so. A
     session's own `get` does too, hence `dict.get` above.
     """
-    if not has_request_context():
+    try:
+        context = request_ctx._get_current_object()
+    except RuntimeError:  # outside a request
         return None
-    context = request_ctx._get_current_object()
     return context.__dict__.get("_session", context.__dict__.get("session"))
