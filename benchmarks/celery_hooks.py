@@ -3,7 +3,7 @@
 Each configuration runs in a process of its own: a Celery app on Kombu's in-memory transport
 sends a no-op task inside a parent span (the publish hook) and runs it from the message's
 headers (the prerun and postrun hooks), in rounds of a thousand tasks that the configurations
-take in turn (see rounds.py); each one's best round counts. Spans go through a batch
+take in turn (see rounds.py); the median over the turns counts. Spans go through a batch
 processor to an exporter that discards them, the same for both instrumentations.
 
     python benchmarks/celery_hooks.py            # prints per-task costs and the ratio
@@ -18,8 +18,8 @@ import time
 
 import rounds
 
-TASKS = 1000
-ROUNDS = 20
+TASKS = 500
+TURNS = 15
 CONFIGS = ("bare", "respan", "opentelemetry")
 
 
@@ -82,10 +82,9 @@ def main() -> None:
         serve(sys.argv[2])
         return
 
-    results = rounds.best_rounds(__file__, {config: [config] for config in CONFIGS}, ROUNDS)
-    bare = results["bare"]
-    ours, theirs = results["respan"] - bare, results["opentelemetry"] - bare
-    print(f"per task, publish + run, best of {ROUNDS} rounds of {TASKS} tasks:")
+    bare, added = rounds.added_costs(__file__, {config: [config] for config in CONFIGS}, TURNS)
+    ours, theirs = added["respan"], added["opentelemetry"]
+    print(f"per task, publish + run, median of {TURNS} turns of {TASKS} tasks each:")
     print(f"  bare Celery                        {bare:8.1f} us")
     print(f"  + respan_core.celery               {ours:+8.1f} us")
     print(f"  + opentelemetry-instrumentation    {theirs:+8.1f} us")

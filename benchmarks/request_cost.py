@@ -1,8 +1,8 @@
 """What the Django middleware and the Flask extension add to each request.
 
 Each configuration runs in a process of its own: a one-view app driven by the framework's
-test client (no network, so only the per-request work is measured), in rounds of a thousand
-requests that the configurations take in turn (see rounds.py); each one's best round counts.
+test client (no network, so only the per-request work is measured), in rounds of 500 requests
+that the configurations take in turn (see rounds.py); the median over the turns counts.
 Spans go through each tool's batching to an exporter that discards them; sentry-sdk runs with
 tracing on and a transport that sends nothing. "one bare span" is the smallest instrumentation
 there is: a middleware (Django) or WSGI wrapper (Flask) that starts and ends one OpenTelemetry
@@ -25,8 +25,8 @@ import time
 
 import rounds
 
-REQUESTS = 1000
-ROUNDS = 20
+REQUESTS = 500
+TURNS = 15
 CONFIGS = ("bare", "span", "respan", "opentelemetry", "sentry")
 
 
@@ -186,12 +186,10 @@ def main() -> None:
         return
 
     for framework in ("django", "flask"):
-        results = rounds.best_rounds(
-            __file__, {config: [framework, config] for config in CONFIGS}, ROUNDS
+        bare, added = rounds.added_costs(
+            __file__, {config: [framework, config] for config in CONFIGS}, TURNS
         )
-        bare = results["bare"]
-        added = {config: results[config] - bare for config in CONFIGS[1:]}
-        print(f"\n{framework}: per request, best of {ROUNDS} rounds of {REQUESTS} requests")
+        print(f"\n{framework}: per request, median of {TURNS} turns of {REQUESTS} requests each")
         print(f"  bare app                         {bare:8.1f} us")
         for config, cost in added.items():
             label = "one bare span" if config == "span" else config

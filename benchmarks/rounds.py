@@ -1,13 +1,17 @@
-"""Measure configurations side by side: each in a process of its own, one round each in turn.
+"""Measure configurations side by side: each in processes of its own, one round each in turn.
 
-A shared machine has slow spells that last seconds; measured one after the other, one
-configuration could get a slow spell and the next a fast one. Taking turns round by round
-spreads the spells over all of them, and each configuration's best round is its figure.
+Two things move a figure here besides the code measured: slow spells of a shared machine that
+last seconds, and the process itself (where its objects landed in memory, its hash seed): the
+same configuration can run 1.5x slower in one process than in the next. So each configuration
+runs in several processes, the processes take turns round by round, the cost a configuration
+adds is taken turn by turn against the bare round of the same turn in the same-numbered
+process, and the median of those is the figure.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -19,29 +23,45 @@ def serve(one_round: Callable[[], float]) -> None:
         print(json.dumps(one_round()), flush=True)
 
 
-def best_rounds(
-    script: str, configurations: Mapping[str, Sequence[str]], rounds: int
-) -> dict[str, float]:
-    """Start `script --serve ARGS...` per configuration, then take turns; the best figures."""
+def added_costs(
+    script: str,
+    configurations: Mapping[str, Sequence[str]],
+    turns: int,
+    bare: str = "bare",
+    processes_each: int = 3,
+) -> tuple[float, dict[str, float]]:
+    """Start `script --serve ARGS...` `processes_each` times per configuration and take turns.
+    Returns the median bare figure and, per other configuration, the median of what it added."""
     processes = {
-        name: subprocess.Popen(
+        (name, copy): subprocess.Popen(
             [sys.executable, script, "--serve", *arguments],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
+        for copy in range(processes_each)
         for name, arguments in configurations.items()
     }
-    best = dict.fromkeys(processes, float("inf"))
+    figures: dict[tuple[str, int], list[float]] = {key: [] for key in processes}
     try:
-        for _ in range(rounds):
-            for name, process in processes.items():
+        for _ in range(turns):
+            for (name, copy), process in processes.items():
                 process.stdin.write("go\n")
                 process.stdin.flush()
                 line = process.stdout.readline()
                 if not line:
                     raise RuntimeError(f"the {name!r} configuration stopped; run it alone")
-                best[name] = min(best[name], json.loads(line))
+                figures[name, copy].append(json.loads(line))
     finally:
         for process in processes.values():
             process.stdin.close()
             process.wait(timeout=30)
-    return best
+    added = {
+        name: statistics.median(
+            one - zero
+            for copy in range(processes_each)
+            for one, zero in zip(figures[name, copy], figures[bare, copy], strict=True)
+        )
+        for name in configurations
+        if name != bare
+    }
+    base = statistics.median(f for copy in range(processes_each) for f in figures[bare, copy])
+    return base, added

@@ -16,7 +16,6 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from contextvars import Token
 from types import MappingProxyType
 from typing import Any
 
@@ -36,7 +35,7 @@ MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried 
 MAX_METADATA_KEYS = 64
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _PUBLISHED_BY = MappingProxyType({"respan.link": "published_by"})
-_running: dict[str, tuple[Entity, Any, list[Token]]] = {}
+_running: dict[str, tuple[Entity, Any]] = {}
 _received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
 _MAX_RECEIVED = 10_000
 _client: client.Respan | None = None
@@ -87,15 +86,15 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
 def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
     try:
         request = task.request
-        entity, entered = _start_task_span(
+        entity, carried_scope = _start_task_span(
             task_id, task.name, _header(request), request.is_eager, request.retries
         )
+        activation = entity.activated(carried_scope)
+        activation.__enter__()
     except Exception:
         logger.debug("starting the span of task %s failed", task_id, exc_info=True)
         return
-    activation = entity.activated()
-    activation.__enter__()
-    _running[task_id] = (entity, activation, entered)
+    _running[task_id] = (entity, activation)
 
 
 def _start_task_span(
@@ -105,52 +104,43 @@ def _start_task_span(
     is_eager: bool,
     retries: int | None,
     start_time: int | None = None,
-) -> tuple[Entity, list[Token]]:
-    """Start a task's span in the sender's trace, inside the sender's scope and position,
-    entered here; `_leave(tokens)` leaves them."""
+) -> tuple[Entity, Mapping[str, Any] | None]:
+    """Start a task's span in the sender's trace, at the sender's position and with the
+    sender's scope, which is returned for the task to run in (None: the current one)."""
     links: tuple[Link, ...] = ()
-    entered: list[Token] = []
+    carried_scope: Mapping[str, Any] | None = None
+    outer = None
     if carrier is not None:
         sender = _sender(carrier)
-        parent: Context | None = Context()  # in the sender's trace, else a trace of its own
+        parent: Context | SpanContext | None = sender or Context()  # else a trace of its own
         if sender is not None:
-            parent = trace.set_span_in_context(trace.NonRecordingSpan(sender), parent)
             links = (Link(sender, _PUBLISHED_BY),)
-        carried_scope = MappingProxyType(_valid_scope(carrier.get("scope")))
-        entered.append(scope.scope_var().set(carried_scope))
-        entered.append(scope.position_var().set(_valid_position(carrier.get("position"))))
+        carried_scope = _valid_scope(carrier.get("scope"))
+        outer = _valid_position(carrier.get("position"))
     elif is_eager:
         parent = None  # runs in the caller's own context, which already holds it all
+        outer = scope.current_position()
     else:
-        parent = Context()  # sent without our hooks: a trace of its own, nothing inherited
-        entered.append(scope.scope_var().set(MappingProxyType({})))
-        entered.append(scope.position_var().set(None))
+        parent, carried_scope = Context(), {}  # sent without our hooks: nothing inherited
 
-    try:
-        # A task sent from no workflow (a beat schedule, a script) is a workflow of its own.
-        kind = TASK if scope.current_position() is not None else WORKFLOW
-        entity = Entity(
-            kind,
-            name,
-            parent=parent,
-            attributes={
-                "celery.task_id": task_id,
-                "celery.task_name": name,
-                "celery.retries": retries or 0,
-            },
-            links=links,
-            start_time=start_time,
-            respan=_respan(),
-        )
-    except BaseException:
-        _leave(entered)
-        raise
-    return entity, entered
-
-
-def _leave(entered: list[Token]) -> None:
-    for token in reversed(entered):
-        token.var.reset(token)
+    attributes = {
+        "celery.task_id": task_id,
+        "celery.task_name": name,
+        "celery.retries": retries or 0,
+    }
+    if carried_scope:
+        attributes.update(scope.scope_attributes(carried_scope))
+    # A task sent from no workflow (a beat schedule, a script) is a workflow of its own.
+    return Entity(
+        TASK if outer is not None else WORKFLOW,
+        name,
+        parent=parent,
+        attributes=attributes,
+        links=links,
+        start_time=start_time,
+        respan=_respan(),
+        outer=outer,
+    ), carried_scope
 
 
 def _sender(carrier: Mapping[str, Any]) -> SpanContext | None:
@@ -200,8 +190,7 @@ def _report_lost_task(task_id: str, exception: BaseException) -> None:
         return
     name, carrier, started = received
     try:
-        entity, entered = _start_task_span(task_id, name, carrier, False, 0, started)
-        _leave(entered)
+        entity, _ = _start_task_span(task_id, name, carrier, False, 0, started)
         entity.fail(exception)
         entity.end()
     except Exception:
@@ -218,14 +207,13 @@ def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:
     running = _running.pop(task_id, None)
     if running is None:
         return
-    entity, activation, entered = running
+    entity, activation = running
     # Celery sends this signal from a `finally`: an exception still being handled here
     # escaped the failure signal (an eager task run with throw=True), or is the pool
     # terminating this process (a hard time limit, a revoke with terminate=True).
     exception = sys.exc_info()[1]
     try:
         activation.__exit__(None, None, None)
-        _leave(entered)
     except Exception:
         logger.debug("leaving the context of task %s failed", task_id, exc_info=True)
     if isinstance(exception, SystemExit):

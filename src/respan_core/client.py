@@ -101,13 +101,13 @@ class Respan:
             resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False
         )
         self.defaults = {key: value for key, value in defaults.items() if value}
-        self.tracer_provider.add_span_processor(ScopeProcessor(self.defaults))
-        self.tracer_provider.add_span_processor(_TapProcessor())
         if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
             exporters = [exporter] if exporter else self._exporters(local_store, otlp_endpoint)
-            for one in exporters:  # a queue each: a slow destination holds up no other
-                self.export_queues.append(ExportQueue(one))
-                self.tracer_provider.add_span_processor(self.export_queues[-1])
+            # A queue each: a slow destination holds up no other.
+            self.export_queues = [ExportQueue(one) for one in exporters]
+        self.tracer_provider.add_span_processor(
+            _ClientProcessor(ScopeProcessor(self.defaults), self.export_queues)
+        )
         self.tracer = self.tracer_provider.get_tracer("respan_core")
         self._tracers: dict[tuple, trace.Tracer] = {}
 
@@ -194,10 +194,36 @@ def tap(exporter: SpanExporter) -> Iterator[SpanExporter]:
         _taps.remove(exporter)
 
 
-class _TapProcessor(SpanProcessor):
+class _ClientProcessor(SpanProcessor):
+    """All a client does with its spans, as one processor, so that each span costs one call
+    as it starts and one as it ends: the scope is stamped on it as it starts; when it ends it
+    goes to the tests' taps and to the export queues."""
+
+    def __init__(self, scope: ScopeProcessor, queues: Sequence[ExportQueue]):
+        self._scope = scope
+        self._queues = tuple(queues)
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self._scope.on_start(span, parent_context)
+
     def on_end(self, span: ReadableSpan) -> None:
-        for exporter in list(_taps):
-            exporter.export([span])
+        if _taps:
+            for exporter in list(_taps):
+                exporter.export([span])
+        for queue in self._queues:
+            queue.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        deadline = time.monotonic() + timeout_millis / 1000
+        flushed = True
+        for queue in self._queues:
+            remaining = max(0, int((deadline - time.monotonic()) * 1000))
+            flushed = queue.force_flush(remaining) and flushed
+        return flushed
+
+    def shutdown(self) -> None:
+        for queue in self._queues:
+            queue.shutdown()
 
 
 def _checked_mode(mode: str, api_key: str | None) -> str:

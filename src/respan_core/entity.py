@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, Status, StatusCode
 
 from . import client, wire
 from .scope import Position, current_position, current_scope, merge_scopes, position_var, scope_var
@@ -27,9 +27,11 @@ TASK = "task"
 class Entity:
     """A started workflow or task span.
 
-    Its span goes to `respan`, else to the active client. `activated()` makes it the current
-    span (its position the current position, its client the active one) for the code that
-    runs inside it; `end()` ends it, once, however often it is called.
+    Its span goes to `respan`, else to the active client. `parent` is the context to start
+    in (the current one by default), or a remote parent span's context (a task's sender); a
+    task's path continues `outer` (the current position by default). `activated()` makes it
+    the current span (its position the current position, its client the active one) for the
+    code that runs inside it; `end()` ends it, once, however often it is called.
     """
 
     def __init__(
@@ -38,13 +40,14 @@ class Entity:
         name: str,
         *,
         span_name: str | None = None,
-        parent: Context | None = None,
+        parent: Context | SpanContext | None = None,
         attributes: Mapping[str, Any] | None = None,
         links: Sequence[Link] = (),
         start_time: int | None = None,
         respan: client.Respan | None = None,
+        outer: Position | None = None,
     ):
-        outer = current_position()
+        outer = outer or current_position()
         if kind == WORKFLOW:
             path = ""
             self.position = Position(workflow_name=name)
@@ -60,18 +63,22 @@ class Entity:
         self.kind = kind
         self.client = respan or client.active()
         span_name = span_name or f"{name}.{kind}"
+        if isinstance(parent, SpanContext):  # a remote parent: nothing else is inherited
+            parent_span, base = parent, Context()
+        else:
+            parent_span, base = trace.get_current_span(parent).get_span_context(), parent
         self.span: trace.Span
         if self.client is not None:
             self.span = EntitySpan(
-                self.client.tracer_provider, span_name, parent, entity_attributes, links,
-                start_time,
+                self.client.tracer_provider, span_name, parent_span, base, entity_attributes,
+                links, start_time,
             )
         else:  # no client yet: whatever tracer the application set up, if any
             self.span = trace.get_tracer("respan_core").start_span(
-                span_name, parent, attributes=entity_attributes, links=links,
-                start_time=start_time,
+                span_name, trace.set_span_in_context(trace.NonRecordingSpan(parent_span), base),
+                attributes=entity_attributes, links=links, start_time=start_time,
             )
-        self.context = trace.set_span_in_context(self.span, parent)
+        self.context = trace.set_span_in_context(self.span, base)
         self._ended = False
         self._failed_by: BaseException | None = None
 

@@ -73,6 +73,10 @@ def propagate_attributes(
 
 
 def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`inner` over `outer` (metadata merged key by key), as a read-only mapping; `inner`
+    itself when there is nothing to merge it into and it is one of these already."""
+    if not outer and isinstance(inner, MappingProxyType):
+        return inner
     merged = dict(outer)
     for key, value in inner.items():
         if value is None:

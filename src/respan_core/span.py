@@ -33,32 +33,35 @@ _ending = threading.Lock()
 
 
 class EntitySpan(trace.Span, ReadableSpan):
-    """A started span on `provider`, the child of the span current in `parent` (or in the
-    current context); always sampled, like every span of a client. It keeps `attributes`
+    """A started span on `provider`, the child of `parent` (a span's context, valid or not),
+    started in `context`; always sampled, like every span of a client. It keeps `attributes`
     (a dict of valid values) as its own."""
 
     def __init__(
         self,
         provider: TracerProvider,
         name: str,
-        parent: Context | None,
+        parent: SpanContext,
+        context: Context | None,
         attributes: Mapping[str, Any],
         links: Sequence[Link] = (),
         start_time: int | None = None,
     ):
-        parent_span = trace.get_current_span(parent).get_span_context()
         ids = provider.id_generator
-        if parent_span.is_valid:
-            trace_id, state = parent_span.trace_id, parent_span.trace_state
-            flags = TraceFlags(parent_span.trace_flags | TraceFlags.SAMPLED)
+        parent_span: SpanContext | None = parent
+        if parent.is_valid:
+            trace_id, state = parent.trace_id, parent.trace_state
+            flags = parent.trace_flags
+            if not flags.sampled:
+                flags = TraceFlags(flags | TraceFlags.SAMPLED)
         else:
             trace_id, flags, state, parent_span = ids.generate_trace_id(), _SAMPLED, None, None
-        context = SpanContext(
-            trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags, trace_state=state
-        )
         super().__init__(
             name,
-            context,
+            SpanContext(
+                trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
+                trace_state=state,
+            ),
             parent_span,
             provider.resource,
             attributes,
@@ -73,7 +76,7 @@ class EntitySpan(trace.Span, ReadableSpan):
         )
         # The provider's own processor list: processors added to it later see these spans too.
         self._processor = provider._active_span_processor
-        self._processor.on_start(self, parent_context=parent)
+        self._processor.on_start(self, parent_context=context)
 
     def get_span_context(self) -> SpanContext:
         return self._context

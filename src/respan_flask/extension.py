@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import click
@@ -33,7 +33,7 @@ from respan_core import http, propagate_attributes
 from respan_core.check import report, send_test_trace
 from respan_core.client import Respan as RespanClient
 from respan_core.entity import Entity, restoring_current
-from respan_core.scope import scope_attributes
+from respan_core.scope import merge_scopes, scope_attributes
 from respan_core.settings import Settings, client_for, parse_settings
 
 from .identity import logged_in_user_id, session_thread_id
@@ -50,12 +50,12 @@ class _AppState:
     client: RespanClient
 
     @functools.cached_property
-    def identity(self) -> dict[str, Callable[[], str | None]]:
+    def identity(self) -> Mapping[str, Callable[[], str | None]]:
         """The request's identity scope: its values are looked up when a span needs them."""
-        return {
+        return merge_scopes({}, {
             "customer_identifier": self.settings.customer_identifier,
             "thread_identifier": self.settings.thread_identifier,
-        }
+        })
 
 
 class Respan:
@@ -195,7 +195,7 @@ class _RequestSpanMiddleware:
 
 
 @contextlib.contextmanager
-def _restoring_current_with(identity: dict[str, Callable[[], str | None]]) -> Iterator[None]:
+def _restoring_current_with(identity: Mapping[str, Callable[[], str | None]]) -> Iterator[None]:
     with restoring_current(), propagate_attributes(**identity):
         yield
 
