@@ -1,7 +1,9 @@
 """Workflow and task spans behave as the SDK's spans do for everything that touches them:
 parents, the client's processors, attributes from outside, status, exceptions, ending."""
 
+import json
 import logging
+import threading
 
 import pytest
 from opentelemetry import context as otel_context
@@ -13,6 +15,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, Trace
 
 from respan_core import Respan, workflow
 from respan_core.entity import TASK, WORKFLOW, Entity
+from respan_core.export import encode
 
 
 @pytest.fixture
@@ -172,3 +175,77 @@ def test_events_are_capped_so_a_loop_cannot_grow_a_span_forever(respan, exporter
     (span,) = _finished(respan, exporter)
     assert len(span.events) == 128
     assert span.events[-1].name == "event 127"
+
+
+def test_keys_that_are_not_strings_are_left_out_and_the_batch_still_exports(respan, exporter):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    entity.span.set_attributes({200: 3, "kept": "yes"})
+    entity.span.add_event("answered", {404: "x", "detail": object(), "codes": [1, 2]})
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    assert 200 not in span.attributes and span.attributes["kept"] == "yes"
+    assert dict(span.events[0].attributes) == {"codes": (1, 2)}
+    assert json.loads(encode([span]))["resourceSpans"]
+
+
+def test_past_the_sdks_limits_attributes_and_events_are_dropped_and_counted(respan, exporter):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    own = len(entity.span.attributes)
+    entity.span.set_attributes({f"key.{n}": n for n in range(200)})
+    for n in range(130):
+        entity.span.add_event(f"event {n}")
+    entity.end()
+
+    (span,) = _finished(respan, exporter)
+    assert len(span.attributes) == 128
+    assert span.dropped_attributes == own + 200 - 128
+    assert (len(span.events), span.dropped_events) == (128, 2)
+
+
+def test_used_as_a_context_manager_an_escaping_exception_is_recorded(respan, exporter):
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    with pytest.raises(KeyError), entity.span:
+        raise KeyError("missing")
+    entity.span.set_status(None)  # ignored, as by the SDK
+
+    (span,) = _finished(respan, exporter)
+    assert span.status.status_code is StatusCode.ERROR
+    assert [event.name for event in span.events] == ["exception"]
+    assert span.events[0].attributes["exception.escaped"] == "True"
+
+
+def test_a_span_ended_by_another_thread_is_final_when_the_processors_get_it(respan):
+    seen = []
+
+    class Snapshot(SimpleSpanProcessor):
+        def on_end(self, span):
+            seen.append(len(span.attributes))
+
+    respan.tracer_provider.add_span_processor(Snapshot(InMemorySpanExporter()))
+    entity = Entity(WORKFLOW, "job", respan=respan)
+    writing = threading.Thread(
+        target=lambda: [entity.span.set_attribute(f"key.{n % 100}", n) for n in range(20_000)]
+    )
+    writing.start()
+    entity.end()
+    writing.join()
+
+    assert seen == [len(entity.span.attributes)]
+
+
+def test_trace_flags_are_the_sdks(respan, exporter):
+    provider = TracerProvider()
+    sdk_root = provider.get_tracer("sdk").start_span("root")
+
+    root = Entity(WORKFLOW, "root", respan=respan)
+    child = Entity(TASK, "child", parent=root.context, respan=respan)
+    remote_child = Entity(
+        TASK, "remote", respan=respan,
+        parent=SpanContext(0x1, 0x2, is_remote=True, trace_flags=TraceFlags(0xFF)),
+    )
+
+    expected = sdk_root.get_span_context().trace_flags
+    assert root.span.get_span_context().trace_flags == expected
+    assert child.span.get_span_context().trace_flags == expected
+    assert remote_child.span.get_span_context().trace_flags == expected

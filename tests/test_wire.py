@@ -298,6 +298,9 @@ def test_the_export_body_is_what_opentelemetrys_own_encoder_writes():
         "numbers": (1, 2),
         "flags": (True, False),
         "ratios": (0.5, 1.5),
+        "with_gaps": ("a", None, "b"),
+        "float_subclass": _Score(0.93),  # a numpy float's repr is not JSON
+        **{f"extra.{n}": n for n in range(130)},  # past the SDK's limit: dropped, and counted
     }
     with tracer.start_as_current_span("parent") as parent:
         child = tracer.start_span("child", attributes=values, links=[
@@ -306,8 +309,34 @@ def test_the_export_body_is_what_opentelemetrys_own_encoder_writes():
         child.add_event("happened", {"detail": "x", "n": 3})
         child.set_status(trace.Status(trace.StatusCode.ERROR, "it failed"))
         child.end()
-    provider.get_tracer("other").start_span("alone", kind=trace.SpanKind.SERVER).end()
+    remote = trace.SpanContext(
+        0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(1),
+        trace_state=trace.TraceState([("vendor", "v1")]),
+    )
+    provider.get_tracer("other").start_span(
+        "alone", trace.set_span_in_context(trace.NonRecordingSpan(remote)),
+        kind=trace.SpanKind.SERVER,
+    ).end()
     provider.shutdown()
     spans = exporter.get_finished_spans()
 
     assert _without_defaults(json.loads(encode(spans))) == _without_defaults(_protobuf_json(spans))
+
+
+class _Score(float):
+    def __repr__(self):
+        return f"Score({float(self)})"
+
+
+def test_values_no_otlp_field_can_hold_are_written_as_strings_or_left_out():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("test").start_span("big", attributes={"big": 2**70, "ok": 1})
+    span.end()
+
+    body = json.loads(encode(exporter.get_finished_spans()))
+
+    (encoded,) = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    values = {item["key"]: item["value"] for item in encoded["attributes"]}
+    assert values == {"big": {"stringValue": str(2**70)}, "ok": {"intValue": "1"}}

@@ -8,6 +8,7 @@ most once a minute, and never include a payload or a key.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import math
@@ -78,6 +79,15 @@ def _span(span: ReadableSpan, trace_content: bool) -> str:
     ]
     if span.parent is not None:
         parts.append(f',"parentSpanId":"{span.parent.span_id:016x}"')
+    if context.trace_state:
+        parts.append(f',"traceState":{_string(context.trace_state.to_header())}')
+    for field, count in (
+        ("droppedAttributesCount", span.dropped_attributes),
+        ("droppedEventsCount", span.dropped_events),
+        ("droppedLinksCount", span.dropped_links),
+    ):
+        if count:
+            parts.append(f',"{field}":{count}')
     if status.description:
         parts.append(
             f',"status":{{"code":{status.status_code.value},'
@@ -106,32 +116,41 @@ def _span(span: ReadableSpan, trace_content: bool) -> str:
 def _key_values(attributes: Mapping[str, Any]) -> str:
     pairs = []
     for key, value in attributes.items():
+        if type(key) is not str or value is None:
+            continue  # no exporter would take it: left out rather than failing the batch
         if type(value) is str:  # most values: written here, without a call to _value
             pairs.append(f'{{"key":{_string(key)},"value":{{"stringValue":{_string(value)}}}}}')
-        elif value is not None:
+        else:
             pairs.append(f'{{"key":{_string(key)},"value":{_value(value)}}}')
     return f"[{','.join(pairs)}]"
 
 
 def _value(value: Any) -> str:
+    """One OTLP AnyValue. Subclasses (a numpy float, an enum) are written as their base type:
+    their own repr is not JSON."""
     if isinstance(value, str):
-        return f'{{"stringValue":{_string(value)}}}'
+        return f'{{"stringValue":{_string(str.__str__(value))}}}'
     if isinstance(value, bool):
         return '{"boolValue":true}' if value else '{"boolValue":false}'
     if isinstance(value, int):
-        return f'{{"intValue":"{value}"}}'
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return f'{{"intValue":"{int.__repr__(value)}"}}'
+        return f'{{"stringValue":"{int.__repr__(value)}"}}'  # out of OTLP's 64-bit range
     if isinstance(value, float):
         if math.isfinite(value):
-            return f'{{"doubleValue":{value!r}}}'
-        return f'{{"doubleValue":"{_NON_FINITE[str(value)]}"}}'  # as the OTLP/JSON spec says
+            return f'{{"doubleValue":{float.__repr__(value)}}}'
+        return f'{{"doubleValue":"{_NON_FINITE[float.__repr__(value)]}"}}'  # OTLP/JSON's words
+    if isinstance(value, bytes):
+        return f'{{"bytesValue":"{base64.b64encode(value).decode()}"}}'
     if isinstance(value, Mapping):
         return f'{{"kvlistValue":{{"values":{_key_values(value)}}}}}'
     if isinstance(value, list | tuple):
-        items = ",".join(_value(item) for item in value if item is not None)
+        items = ",".join("{}" if item is None else _value(item) for item in value)
         return f'{{"arrayValue":{{"values":[{items}]}}}}'
     return f'{{"stringValue":{_string(str(value))}}}'
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 

@@ -1,10 +1,11 @@
 """The span of a workflow or task: an OpenTelemetry span without the SDK's per-span machinery.
 
 Every request and every Celery task opens one, so its cost is the package's cost. The SDK's
-span runs a sampler, locks each attribute write and checks each value as it goes in (about
-9 us a span); this one takes its ids from the client's provider, checks only values handed to
-it from outside the package, and gives the client's span processors the same calls the SDK
-would (about 2 us). To exporters it is an ordinary finished `ReadableSpan`.
+span runs a sampler and keeps its attributes, events and links in bounded containers that
+check every value as it goes in (about 9 us a span); this one takes its ids from the client's
+provider, checks only what is handed to it from outside the package (with the SDK's default
+limits), and gives the provider's span processors the same calls the SDK would (about 2 us).
+To exporters it is an ordinary finished `ReadableSpan`.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 logger = logging.getLogger("respan_core")
 
-MAX_EVENTS = 128  # as the SDK's default limit: a loop adding events cannot grow a span forever
+MAX_PER_SPAN = 128  # attributes, events, links: the SDK's default limits, so that a loop
+# setting attributes or adding events cannot grow a span without end
 _PRIMITIVES = (str, bool, int, float)
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 _SCOPE = InstrumentationScope("respan_core")
-_ending = threading.Lock()
+# W3C trace context level 2's flag for a random trace id, where this API version knows it.
+_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_SAMPLED_RANDOM_ID = TraceFlags(TraceFlags.SAMPLED | _RANDOM_TRACE_ID)
 
 
 class EntitySpan(trace.Span, ReadableSpan):
@@ -51,11 +55,11 @@ class EntitySpan(trace.Span, ReadableSpan):
         parent_span: SpanContext | None = parent
         if parent.is_valid:
             trace_id, state = parent.trace_id, parent.trace_state
-            flags = parent.trace_flags
-            if not flags.sampled:
-                flags = TraceFlags(flags | TraceFlags.SAMPLED)
+            random_id = parent.trace_flags & _RANDOM_TRACE_ID
         else:
-            trace_id, flags, state, parent_span = ids.generate_trace_id(), _SAMPLED, None, None
+            trace_id, state, parent_span = ids.generate_trace_id(), None, None
+            random_id = getattr(ids, "is_trace_id_random", bool)()
+        flags = _SAMPLED_RANDOM_ID if random_id else _SAMPLED
         super().__init__(
             name,
             SpanContext(
@@ -74,6 +78,8 @@ class EntitySpan(trace.Span, ReadableSpan):
             None,
             _SCOPE,
         )
+        self._lock = threading.Lock()
+        self._dropped_attributes = self._dropped_events = self._dropped_links = 0
         # The provider's own processor list: processors added to it later see these spans too.
         self._processor = provider._active_span_processor
         self._processor.on_start(self, parent_context=context)
@@ -84,41 +90,66 @@ class EntitySpan(trace.Span, ReadableSpan):
     def is_recording(self) -> bool:
         return self._end_time is None
 
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_links
+
     def set_attribute(self, key: str, value: Any) -> None:
         self.set_attributes({key: value})
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        if self._end_time is not None:
-            return
-        for key, value in attributes.items():
-            if not isinstance(value, _PRIMITIVES):
-                value = _valid_sequence(key, value)
-                if value is None:
-                    continue
-            self._attributes[key] = value
+        with self._lock:  # a span another thread ends meanwhile is final when it ends
+            if self._end_time is None:
+                self._dropped_attributes += _add_valid(self._attributes, attributes)
 
     def update_name(self, name: str) -> None:
-        if self._end_time is None:
-            self._name = name
+        with self._lock:
+            if self._end_time is None:
+                self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end_time is not None or self._status.status_code is StatusCode.OK:
-            return
         if isinstance(status, StatusCode):
             status = Status(status, description)
-        if status.status_code is not StatusCode.UNSET:
-            self._status = status
+        if not isinstance(status, Status) or status.status_code is StatusCode.UNSET:
+            return
+        with self._lock:
+            if self._end_time is None and self._status.status_code is not StatusCode.OK:
+                self._status = status
 
     def add_event(
         self, name: str, attributes: Mapping[str, Any] | None = None, timestamp: int | None = None
     ) -> None:
-        if self._end_time is None and len(self._events) < MAX_EVENTS:
-            event = Event(name, dict(attributes or {}), timestamp or time_ns())
-            self._events = (*self._events, event)
+        valid: dict[str, Any] = {}
+        if attributes:
+            _add_valid(valid, attributes)
+        event = Event(name, valid, timestamp or time_ns())
+        with self._lock:
+            if self._end_time is None:
+                if len(self._events) < MAX_PER_SPAN:
+                    self._events = (*self._events, event)
+                else:
+                    self._dropped_events += 1
 
     def add_link(self, context: SpanContext, attributes: Mapping[str, Any] | None = None) -> None:
-        if self._end_time is None and context.is_valid:
-            self._links = (*self._links, Link(context, dict(attributes or {})))
+        if not context.is_valid:
+            return
+        valid: dict[str, Any] = {}
+        if attributes:
+            _add_valid(valid, attributes)
+        with self._lock:
+            if self._end_time is None:
+                if len(self._links) < MAX_PER_SPAN:
+                    self._links = (*self._links, Link(context, valid))
+                else:
+                    self._dropped_links += 1
 
     def record_exception(
         self,
@@ -141,19 +172,44 @@ class EntitySpan(trace.Span, ReadableSpan):
         }
         self.add_event("exception", event, timestamp)
 
+    def __exit__(self, kind: Any, exception: BaseException | None, exc_tb: Any) -> None:
+        """`with span:` ends it, recording an exception that leaves the block, as the SDK's."""
+        if exception is not None and self.is_recording():
+            self.record_exception(exception, escaped=True)
+            self.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {exception}"))
+        self.end()
+
     def end(self, end_time: int | None = None) -> None:
         """End the span and hand it to the processors; later calls do nothing."""
-        with _ending:
+        with self._lock:
             if self._end_time is not None:
                 return
             self._end_time = end_time or time_ns()
         self._processor.on_end(self)
 
 
+def _add_valid(attributes: dict[str, Any], new: Mapping[str, Any]) -> int:
+    """Add the valid ones of `new` to `attributes`; the number left out for the limit."""
+    dropped = 0
+    for key, value in new.items():
+        if not isinstance(value, _PRIMITIVES):
+            value = _valid_sequence(key, value)
+            if value is None:
+                continue
+        if type(key) is not str:
+            logger.debug("left out a span attribute whose key %r is not a string", key)
+            continue
+        if len(attributes) >= MAX_PER_SPAN and key not in attributes:
+            dropped += 1
+            continue
+        attributes[key] = value
+    return dropped
+
+
 def _valid_sequence(key: str, value: Any) -> tuple | None:
-    """A list or tuple of one primitive type as a tuple, else None (left out, with a debug
-    log, where the SDK would warn)."""
-    if isinstance(value, list | tuple):
+    """A sequence of one primitive type as a tuple, else None (left out, with a debug log,
+    where the SDK would warn)."""
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         kinds = {type(item) for item in value if item is not None}
         if len(kinds) <= 1 and kinds <= set(_PRIMITIVES):
             return tuple(value)

@@ -99,7 +99,10 @@ def to_respan_attributes(
     if INVOCATION_PARAMETERS in result:
         result[INVOCATION_PARAMETERS] = _redacted_json(result[INVOCATION_PARAMETERS], trace_content)
     if not trace_content:
-        result = {k: v for k, v in result.items() if not k.startswith(_CONTENT_PREFIXES)}
+        result = {
+            k: v for k, v in result.items()
+            if not (isinstance(k, str) and k.startswith(_CONTENT_PREFIXES))
+        }
     for key, value in result.items():
         if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
             result[key] = value[: MAX_VALUE_LENGTH - len(TRUNCATED)] + TRUNCATED
