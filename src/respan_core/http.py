@@ -44,9 +44,10 @@ def incoming_context(environ: Mapping[str, Any]) -> Context | None:
     if trace.get_current_span().get_span_context().is_valid:
         return None
     propagator = propagate.get_global_textmap()
-    if not any(key in environ for key in _environ_keys(propagator)):
-        return None  # no trace context came with the request: skip the propagators' parsing
-    return propagator.extract(environ, getter=_environ_getter)
+    for key in _environ_keys(propagator):
+        if key in environ:
+            return propagator.extract(environ, getter=_environ_getter)
+    return None  # no trace context came with the request: no propagator needs to parse it
 
 
 _read_by: tuple[Any, tuple[str, ...]] = (None, ())  # the global propagator, its environ keys

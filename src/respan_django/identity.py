@@ -6,8 +6,10 @@ application did not load, never create or save a session, and so never add `Vary
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django.utils.functional import LazyObject, empty
 
@@ -38,4 +40,10 @@ def session_thread_id(request: Any) -> str | None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if not session_key:
         return None
-    return salted_hmac("respan_django.thread_identifier", session_key).hexdigest()[:32]
+    return _thread_digest(session_key, settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=1024)
+def _thread_digest(session_key: str, secret: str) -> str:
+    # Every span of a request asks for it: one HMAC per session rather than one per span.
+    return salted_hmac("respan_django.thread_identifier", session_key, secret).hexdigest()[:32]
