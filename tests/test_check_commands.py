@@ -68,6 +68,21 @@ def test_check_without_a_key_writes_to_the_local_store(tmp_path):
     assert store.exists()
 
 
+def test_check_with_a_local_store_it_cannot_write_says_so_without_a_traceback(tmp_path):
+    command, cwd = COMMANDS["django"]
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    store = blocked / "traces.sqlite3"  # under a file: no directory can be made there
+    result = _run(command, cwd, {"RESPAN_API_KEY": "", "RESPAN_LOCAL_STORE": str(store),
+                                 "CHAT_DATA_DIR": str(tmp_path)})
+
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert f"FAILED: a test trace to the local store {store}: could not write" in output
+    assert "set LOCAL_STORE (or RESPAN_LOCAL_STORE)" in output
+    assert "Traceback" not in output
+
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 
 

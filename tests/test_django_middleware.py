@@ -227,7 +227,7 @@ def test_a_streaming_response_span_ends_once_after_the_body(server, spans):
 
 
 def test_spans_made_while_a_body_streams_nest_under_the_request_with_its_identity(
-    server, spans, logged_in
+    server, spans, logged_in, user
 ):
     response = logged_in.get(f"{server}/stream-work/")
 
@@ -239,6 +239,9 @@ def test_spans_made_while_a_body_streams_nest_under_the_request_with_its_identit
     assert task_span.attributes[wire.THREAD_IDENTIFIER] == (
         workflow_span.attributes[wire.THREAD_IDENTIFIER]
     )
+    # Loaded by the body, not the view: still on the request span, which ends after it.
+    assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == str(user.pk)
+    assert workflow_span.attributes[wire.CUSTOMER_IDENTIFIER] == str(user.pk)
     assert workflow_span.end_time >= task_span.end_time
 
 

@@ -71,3 +71,19 @@ def test_a_missing_workflow_says_which_there_are(respan_spans):
 
     with pytest.raises(AssertionError, match="expected one workflow 'absent', found 0 among"):
         respan_spans.workflow("absent")
+
+
+def test_captured_spans_are_not_exported(respan_spans, ingest):
+    from respan_core import Respan as Client
+
+    client = Client(api_key="rk-test", base_url=ingest.base_url)
+    try:
+        with client.tracer.start_as_current_span("in-a-test"):
+            pass
+        assert client.flush(timeout=5)
+    finally:
+        client.shutdown()
+
+    assert [span.name for span in respan_spans.spans] == ["in-a-test"]
+    # (Clients of earlier tests may still retry posts to this port: look for ours only.)
+    assert [span.name for span in ingest.spans() if span.name == "in-a-test"] == []

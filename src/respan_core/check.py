@@ -43,7 +43,8 @@ def send_test_trace(respan: Respan) -> list[Outcome]:
             outcomes.append(Outcome(f"Respan at {exporter.endpoint}", ok, answer))
         elif isinstance(exporter, LocalStoreExporter):
             ok = exporter.export([span]) is SpanExportResult.SUCCESS
-            outcomes.append(Outcome(f"the local store {exporter.path}", ok, "written"))
+            answer = "written" if ok else "could not write to it (see the warning above)"
+            outcomes.append(Outcome(f"the local store {exporter.path}", ok, answer))
         else:
             ok = exporter.export([span]) is SpanExportResult.SUCCESS
             outcomes.append(Outcome("the OTLP endpoint", ok, "accepted" if ok else "failed"))

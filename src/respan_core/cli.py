@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="respan", description="Respan tracing tools")
     commands = parser.add_subparsers(dest="command", required=True)
     traces = commands.add_parser("traces", help="print the latest traces from the local store")
-    traces.add_argument("--store", default=None, help="the SQLite file (default: %(default)s)")
+    traces.add_argument(
+        "--store", default=None,
+        help="the SQLite file (default: RESPAN_LOCAL_STORE, else ~/.respan/traces.sqlite3)",
+    )
     traces.add_argument("--limit", type=int, default=5, help="how many traces (default: 5)")
     actions = traces.add_subparsers(dest="action")
     serve = actions.add_parser("serve", help="show the traces in the browser")

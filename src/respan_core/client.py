@@ -186,7 +186,8 @@ class Respan:
 
 @contextlib.contextmanager
 def tap(exporter: SpanExporter) -> Iterator[SpanExporter]:
-    """Hand `exporter` every span any client finishes inside the block, as it finishes."""
+    """Hand `exporter` every span any client finishes inside the block, as it finishes,
+    instead of exporting it: spans a test makes never reach Respan or the local store."""
     _taps.append(exporter)
     try:
         yield exporter
@@ -197,7 +198,7 @@ def tap(exporter: SpanExporter) -> Iterator[SpanExporter]:
 class _ClientProcessor(SpanProcessor):
     """All a client does with its spans, as one processor, so that each span costs one call
     as it starts and one as it ends: the scope is stamped on it as it starts; when it ends it
-    goes to the tests' taps and to the export queues."""
+    goes to the tests' taps if a test is capturing spans, else to the export queues."""
 
     def __init__(self, scope: ScopeProcessor, queues: Sequence[ExportQueue]):
         self._scope = scope
@@ -207,9 +208,10 @@ class _ClientProcessor(SpanProcessor):
         self._scope.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _taps:
+        if _taps:  # a test is capturing spans: they go there and nowhere else
             for exporter in list(_taps):
                 exporter.export([span])
+            return
         for queue in self._queues:
             queue.on_end(span)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -14,6 +15,8 @@ from opentelemetry.trace import Status, StatusCode
 from . import scope
 from .client import Respan
 from .entity import WORKFLOW, Entity
+
+logger = logging.getLogger("respan_core")
 
 
 class _EnvironGetter(Getter[Mapping[str, Any]]):
@@ -105,6 +108,15 @@ class RequestContext:
         with self.entity.activated(self.scope):
             yield
 
+    def end(self) -> None:
+        """End the request span, with the identity as it is by now: the body may have loaded
+        the user the view did not."""
+        try:
+            self.entity.span.set_attributes(scope.scope_attributes(self.scope))
+        except Exception:
+            logger.debug("recording the identity of a streamed request failed", exc_info=True)
+        self.entity.end()
+
 
 def traced_iteration(chunks: Iterable[Any], request: RequestContext) -> Iterator[Any]:
     """Iterate a streamed response body in the request's context; end the span when done,
@@ -117,11 +129,11 @@ def traced_iteration(chunks: Iterable[Any], request: RequestContext) -> Iterator
             with request.entered():
                 chunk = next(iterator)
         except StopIteration:
-            entity.end()
+            request.end()
             return
         except BaseException as exception:
             entity.fail(exception)
-            entity.end()
+            request.end()
             raise
         yield chunk
 
@@ -137,11 +149,11 @@ async def traced_async_iteration(
             with request.entered():
                 chunk = await anext(iterator)
         except StopAsyncIteration:
-            entity.end()
+            request.end()
             return
         except BaseException as exception:
             entity.fail(exception)
-            entity.end()
+            request.end()
             raise
         yield chunk
 
@@ -164,4 +176,4 @@ class TracedBody:
                 with self._request.entered():
                     close()
         finally:
-            self._request.entity.end()
+            self._request.end()

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,11 +70,15 @@ class LocalStoreExporter(SpanExporter):
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
+        self._last_failure_warning: float | None = None
 
     def _connection_for_this_process(self) -> sqlite3.Connection:
         # A SQLite connection must not cross a fork: each process opens its own.
         if self._connection is None or self._pid != os.getpid():
-            if self._connection is None:
+            first = self._connection is None
+            self._connection = _connect(self.path)
+            self._pid = os.getpid()
+            if first:
                 logger.warning(
                     "Respan: no API key set, so traces are kept locally in %s. "
                     "See them with `respan traces --store %s`; set RESPAN_API_KEY to send "
@@ -81,19 +86,33 @@ class LocalStoreExporter(SpanExporter):
                     self.path,
                     self.path,
                 )
-            self._connection = _connect(self.path)
-            self._pid = os.getpid()
         return self._connection
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         rows = [_row(span, self._trace_content) for span in spans]
         with self._lock:
-            connection = self._connection_for_this_process()
-            with connection:
-                connection.executemany(
-                    "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
-                )
+            try:
+                connection = self._connection_for_this_process()
+                with connection:
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO spans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    )
+            except (OSError, sqlite3.Error) as error:
+                self._warn_failure(error, len(spans))
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+    def _warn_failure(self, error: Exception, count: int) -> None:
+        now = time.monotonic()
+        if self._last_failure_warning is None or now - self._last_failure_warning >= 60:
+            self._last_failure_warning = now
+            logger.warning(
+                "Respan could not write %d spans to the local store %s (%s): set LOCAL_STORE "
+                "(or RESPAN_LOCAL_STORE) to a file this process can write.",
+                count,
+                self.path,
+                error,
+            )
 
     def shutdown(self) -> None:
         with self._lock:

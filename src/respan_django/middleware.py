@@ -124,4 +124,4 @@ class RespanMiddleware:
         # ends when it is exhausted or the server closes the response.
         traced = http.traced_async_iteration if response.is_async else http.traced_iteration
         response.streaming_content = traced(response.streaming_content, request_context)
-        response._resource_closers.append(entity.end)
+        response._resource_closers.append(request_context.end)

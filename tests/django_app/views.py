@@ -54,6 +54,7 @@ def work(request):
 def stream_work(request):
     def chunks():
         yield "start\n"
+        _ = request.user.is_authenticated  # the user is first loaded while the body streams
         yield inner_step() + "\n"
 
     return StreamingHttpResponse(chunks())
