@@ -104,16 +104,6 @@ def resolved_scope() -> dict[str, Any]:
     return resolved
 
 
-@contextlib.contextmanager
-def replaced_scope(scope: Mapping[str, Any]) -> Iterator[None]:
-    """Replace the current scope wholesale (where a scope arrives from another process)."""
-    token = _scope.set(MappingProxyType(dict(scope)))
-    try:
-        yield
-    finally:
-        _scope.reset(token)
-
-
 def scope_var() -> ContextVar[Mapping[str, Any]]:
     return _scope
 
@@ -124,15 +114,6 @@ def current_position() -> Position | None:
 
 def position_var() -> ContextVar[Position | None]:
     return _position
-
-
-@contextlib.contextmanager
-def position(value: Position | None) -> Iterator[None]:
-    token = _position.set(value)
-    try:
-        yield
-    finally:
-        _position.reset(token)
 
 
 def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
