@@ -51,7 +51,8 @@ class ExportQueue(SpanProcessor):
         """State of this process's queue; a forked child starts it afresh."""
         self._pid = os.getpid()
         self._spans: deque[ReadableSpan] = deque()
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._exporting = 0  # spans taken from the queue and not yet exported
         self._flush_wanted = False
         self._stopping = False
@@ -70,14 +71,18 @@ class ExportQueue(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        with self._lock_for_this_process():
+        if self._thread is None or self._pid != os.getpid():
+            self._ensure_thread()
+        with self._lock:
             if self._stopping:
                 return
-            if len(self._spans) >= self.max_queue_size:
+            queued = len(self._spans)
+            if queued >= self.max_queue_size:
                 self._drop()
                 return
             self._spans.append(span)
-            if len(self._spans) >= self.max_batch_size:
+            # Once, as a batch fills up: the thread checks for more before it waits again.
+            if queued + 1 == self.max_batch_size:
                 self._condition.notify()
 
     def _lock_for_this_process(self) -> threading.Condition:

@@ -17,7 +17,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode
 
 from . import client, wire
-from .scope import Position, current_position, current_scope, merge_scopes, position_var, scope_var
+from .client import current_client_var
+from .scope import Position, merge_scopes, position_var, scope_var
 from .span import EntitySpan
 
 WORKFLOW = "workflow"
@@ -47,11 +48,11 @@ class Entity:
         respan: client.Respan | None = None,
         outer: Position | None = None,
     ):
-        outer = outer or current_position()
         if kind == WORKFLOW:
             path = ""
             self.position = Position(workflow_name=name)
         else:
+            outer = outer or position_var.get()
             path = f"{outer.entity_path}.{name}" if outer and outer.entity_path else name
             self.position = Position(outer.workflow_name if outer else None, path)
 
@@ -114,8 +115,8 @@ class Entity:
         the whole of that in `restoring_current()`, which undoes this when it is left.
         """
         otel_context.attach(self.context)
-        client.current_client_var().set(self.client)
-        position_var().set(self.position)
+        current_client_var.set(self.client)
+        position_var.set(self.position)
 
     def fail(self, exception: BaseException) -> None:
         """Mark the span as failed by `exception`; a second call for the same one is ignored."""
@@ -143,13 +144,13 @@ def restoring_current() -> Iterator[None]:
     another library's hook attached inside and left attached.
     """
     token = otel_context.attach(otel_context.get_current())
-    client_token = client.current_client_var().set(client.current_client_var().get())
-    position_token = position_var().set(current_position())
+    client_token = current_client_var.set(current_client_var.get())
+    position_token = position_var.set(position_var.get())
     try:
         yield
     finally:
-        position_var().reset(position_token)
-        client.current_client_var().reset(client_token)
+        position_var.reset(position_token)
+        current_client_var.reset(client_token)
         otel_context.detach(token)
 
 
@@ -167,18 +168,16 @@ class _Activation:
         entity = self.entity
         self.tokens = (
             otel_context.attach(entity.context),
-            client.current_client_var().set(entity.client),
-            position_var().set(entity.position),
-            None if self.scope is None else scope_var().set(
-                merge_scopes(current_scope(), self.scope)
-            ),
+            current_client_var.set(entity.client),
+            position_var.set(entity.position),
+            scope_var.set(merge_scopes(scope_var.get(), self.scope)) if self.scope else None,
         )
         return entity.span
 
     def __exit__(self, *_: object) -> None:
         context_token, client_token, position_token, scope_token = self.tokens
         if scope_token is not None:
-            scope_var().reset(scope_token)
-        position_var().reset(position_token)
-        client.current_client_var().reset(client_token)
+            scope_var.reset(scope_token)
+        position_var.reset(position_token)
+        current_client_var.reset(client_token)
         otel_context.detach(context_token)

@@ -28,7 +28,8 @@ logger = logging.getLogger("respan_core")
 Value = str | Callable[[], str | None] | None
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_scope: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
+# The current scope, always a read-only mapping (see `merge_scopes`).
+scope_var: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
 
 
 @dataclass
@@ -42,7 +43,8 @@ class Position:
     entity_path: str = ""
 
 
-_position: ContextVar[Position | None] = ContextVar("respan_position", default=None)
+# Set by the entity span that is current (see entity.py), with the client.
+position_var: ContextVar[Position | None] = ContextVar("respan_position", default=None)
 
 
 @contextlib.contextmanager
@@ -65,17 +67,19 @@ def propagate_attributes(
     None are inherited from the enclosing scope (or the `Respan(...)` defaults).
     """
     fields = {key: value for key, value in locals().items() if value is not None}
-    token = _scope.set(merge_scopes(_scope.get(), fields))
+    token = scope_var.set(merge_scopes(scope_var.get(), fields))
     try:
         yield
     finally:
-        _scope.reset(token)
+        scope_var.reset(token)
 
 
 def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`inner` over `outer` (metadata merged key by key), as a read-only mapping; `inner`
-    itself when there is nothing to merge it into and it is one of these already."""
-    if not outer and isinstance(inner, MappingProxyType):
+    """`inner` over `outer` (metadata merged key by key), as a read-only mapping; `outer` or
+    `inner` itself when the other is empty and it is one of these already."""
+    if not inner and type(outer) is MappingProxyType:
+        return outer
+    if not outer and type(inner) is MappingProxyType:
         return inner
     merged = dict(outer)
     for key, value in inner.items():
@@ -88,13 +92,13 @@ def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[
 
 
 def current_scope() -> Mapping[str, Any]:
-    return _scope.get()
+    return scope_var.get()
 
 
 def resolved_scope() -> dict[str, Any]:
     """The current scope with lazy values evaluated and empty ones left out."""
     resolved: dict[str, Any] = {}
-    for key, value in _scope.get().items():
+    for key, value in scope_var.get().items():
         if key == "metadata":
             resolved[key] = dict(value)
             continue
@@ -104,16 +108,8 @@ def resolved_scope() -> dict[str, Any]:
     return resolved
 
 
-def scope_var() -> ContextVar[Mapping[str, Any]]:
-    return _scope
-
-
 def current_position() -> Position | None:
-    return _position.get()
-
-
-def position_var() -> ContextVar[Position | None]:
-    return _position
+    return position_var.get()
 
 
 def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -167,12 +163,14 @@ class ScopeProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            scope = _scope.get()
+            scope = scope_var.get()
             if scope or self._default_attributes is None:
                 attributes = scope_attributes(merge_scopes(self._defaults, scope))
             else:
-                attributes = dict(self._default_attributes)
-            attributes.update(_position_attributes(span))
+                attributes = self._default_attributes
+            where = position_var.get()
+            if where is not None:
+                attributes = {**attributes, **_position_attributes(span.name, where)}
             if attributes:
                 existing = span.attributes or {}
                 span.set_attributes(
@@ -185,11 +183,8 @@ class ScopeProcessor(SpanProcessor):
         pass
 
 
-def _position_attributes(span: Span) -> dict[str, str]:
-    where = _position.get()
-    if where is None:
-        return {}
-    attributes = {wire.ENTITY_NAME: span.name}
+def _position_attributes(name: str, where: Position) -> dict[str, str]:
+    attributes = {wire.ENTITY_NAME: name}
     path = where.entity_path or where.workflow_name
     if path:
         attributes[wire.ENTITY_PATH] = path

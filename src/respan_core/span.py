@@ -52,19 +52,19 @@ class EntitySpan(trace.Span, ReadableSpan):
         start_time: int | None = None,
     ):
         ids = provider.id_generator
-        parent_span: SpanContext | None = parent
-        if parent.is_valid:
-            trace_id, state = parent.trace_id, parent.trace_state
-            random_id = parent.trace_flags & _RANDOM_TRACE_ID
+        # A SpanContext is the tuple its type declares: read without a property call each.
+        trace_id, _, _, parent_flags, state, parent_is_valid = parent
+        if parent_is_valid:
+            parent_span: SpanContext | None = parent
+            random_id = parent_flags & _RANDOM_TRACE_ID
         else:
             trace_id, state, parent_span = ids.generate_trace_id(), None, None
             random_id = getattr(ids, "is_trace_id_random", bool)()
-        flags = _SAMPLED_RANDOM_ID if random_id else _SAMPLED
         super().__init__(
             name,
             SpanContext(
-                trace_id, ids.generate_span_id(), is_remote=False, trace_flags=flags,
-                trace_state=state,
+                trace_id, ids.generate_span_id(), False,
+                _SAMPLED_RANDOM_ID if random_id else _SAMPLED, state,
             ),
             parent_span,
             provider.resource,
@@ -82,7 +82,7 @@ class EntitySpan(trace.Span, ReadableSpan):
         self._dropped_attributes = self._dropped_events = self._dropped_links = 0
         # The provider's own processor list: processors added to it later see these spans too.
         self._processor = provider._active_span_processor
-        self._processor.on_start(self, parent_context=context)
+        self._processor.on_start(self, context)
 
     def get_span_context(self) -> SpanContext:
         return self._context
