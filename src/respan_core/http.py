@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
@@ -38,19 +39,21 @@ def skipped(path: str, skip_paths: tuple[str, ...]) -> bool:
     return path.startswith(skip_paths) if skip_paths else False
 
 
-def incoming_context(environ: Mapping[str, Any]) -> Context | None:
-    """The parent of a request's workflow span.
+def incoming_context(environ: Mapping[str, Any]) -> Context:
+    """The context a request's workflow span starts in: the current one, with the incoming
+    trace context if the request brought one.
 
     Inside a span the application already opened (its own OpenTelemetry server span, say) the
     workflow nests under it; otherwise an incoming `traceparent` header is honoured.
     """
-    if trace.get_current_span().get_span_context().is_valid:
-        return None
+    current = otel_context.get_current()
+    if trace.get_current_span(current).get_span_context().is_valid:
+        return current
     propagator = propagate.get_global_textmap()
     for key in _environ_keys(propagator):
         if key in environ:
-            return propagator.extract(environ, getter=_environ_getter)
-    return None  # no trace context came with the request: no propagator needs to parse it
+            return propagator.extract(environ, current, _environ_getter)
+    return current  # no trace context came with the request: no propagator needs to parse it
 
 
 _read_by: tuple[Any, tuple[str, ...]] = (None, ())  # the global propagator, its environ keys
@@ -84,8 +87,14 @@ def name_request_span(entity: Entity, method: str, route: str) -> None:
     entity.rename(f"{method} {route}", {"http.route": route})
 
 
-def finish_request_span(entity: Entity, status_code: int) -> None:
-    entity.span.set_attribute("http.response.status_code", status_code)
+def finish_request_span(
+    entity: Entity, status_code: int, identity: Mapping[str, Any] | None = None
+) -> None:
+    """Record the response's status and, the request being handled by now, its `identity`
+    (the scope it ran in): the span started before the application knew the visitor."""
+    attributes: dict[str, Any] = scope.scope_attributes(identity) if identity else {}
+    attributes["http.response.status_code"] = status_code
+    entity.span.set_attributes(attributes)
     if status_code >= 500 and not entity.failed:
         entity.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
 

@@ -15,7 +15,6 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from respan_core import http
 from respan_core.entity import Entity
-from respan_core.scope import scope_attributes
 
 from .apps import start
 
@@ -45,7 +44,7 @@ class RespanMiddleware:
         try:
             with entity.activated(identity):
                 response = self.get_response(request)
-                request_context = http.RequestContext(entity)
+                request_context = self._streamed_in(entity, response)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
@@ -60,7 +59,7 @@ class RespanMiddleware:
         try:
             with entity.activated(identity):
                 response = await self.get_response(request)
-                request_context = http.RequestContext(entity)
+                request_context = self._streamed_in(entity, response)
         except BaseException as exception:
             self._fail(entity, exception)
             raise
@@ -101,6 +100,10 @@ class RespanMiddleware:
             "thread_identifier": lambda: self.settings.thread_identifier(request),
         }
 
+    def _streamed_in(self, entity: Entity, response: Any) -> http.RequestContext | None:
+        """What a streamed body is made in, after the view returned: what the view ran in."""
+        return http.RequestContext(entity) if getattr(response, "streaming", False) else None
+
     def _fail(self, entity: Entity, exception: BaseException) -> None:
         entity.fail(exception)
         entity.end()
@@ -110,14 +113,13 @@ class RespanMiddleware:
         entity: Entity,
         identity: dict[str, Callable[[], str | None]],
         response: Any,
-        request_context: http.RequestContext,
+        request_context: http.RequestContext | None,
     ) -> None:
         try:
-            entity.span.set_attributes(scope_attributes(identity))
-            http.finish_request_span(entity, response.status_code)
+            http.finish_request_span(entity, response.status_code, identity)
         except Exception:
             logger.debug("finishing the span of a request failed", exc_info=True)
-        if not getattr(response, "streaming", False):
+        if request_context is None:
             entity.end()
             return
         # The body is produced after this returns: in the request's context, and the span

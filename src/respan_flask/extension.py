@@ -151,7 +151,9 @@ class _RequestSpanMiddleware:
             with activation:
                 body = self.wsgi_app(environ, traced_start_response)
                 entity = self._started(environ)
-                request_context = http.RequestContext(entity)
+                # What a streamed body is made in, after this returns: what the view ran in.
+                streamed = environ.get(_STREAMED_KEY)
+                request_context = http.RequestContext(entity) if streamed else None
         except BaseException as exception:
             entity = self._started(environ)
             if entity is not None:
@@ -160,7 +162,7 @@ class _RequestSpanMiddleware:
             raise
         if entity is None:
             return body
-        if not environ.get(_STREAMED_KEY):
+        if request_context is None:
             entity.end()  # the body is made already: the request is done
             return body
         return http.TracedBody(body, request_context)
@@ -245,7 +247,9 @@ def _record_identity(state: _AppState, response: Any) -> Any:
     if entity is not None:
         environ[_STREAMED_KEY] = response.is_streamed
         try:
-            entity.span.set_attributes(scope_attributes(state.identity))
+            identity = scope_attributes(state.identity)
+            if identity:
+                entity.span.set_attributes(identity)
         except Exception:
             logger.debug("recording the identity of a request failed", exc_info=True)
     return response
