@@ -21,12 +21,12 @@ from typing import Any
 
 from celery import signals
 from celery.exceptions import TaskRevokedError
-from opentelemetry import trace
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, TraceFlags, TraceState
 
 from . import client, scope, wire
-from .entity import TASK, WORKFLOW, Entity
+from .entity import TASK, WORKFLOW, Entity, span_context_in
 
 logger = logging.getLogger("respan_core")
 
@@ -67,15 +67,17 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
         return
     try:
         carrier: dict[str, Any] = {}
-        sender = trace.get_current_span().get_span_context()
-        if sender.is_valid:  # as W3C's traceparent and tracestate headers
-            carrier["traceparent"] = (
-                f"00-{sender.trace_id:032x}-{sender.span_id:016x}-{sender.trace_flags:02x}"
-            )
-            if sender.trace_state:
-                carrier["tracestate"] = sender.trace_state.to_header()
-        carrier["scope"] = _valid_scope(scope.resolved_scope())
-        where = scope.current_position()
+        context = otel_context.get_current()
+        # A SpanContext is the tuple its type declares: read without a property call each.
+        trace_id, span_id, _, flags, state, is_valid = span_context_in(context)
+        if is_valid:  # as W3C's traceparent and tracestate headers
+            carrier["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+            if state:
+                carrier["tracestate"] = state.to_header()
+        carried_scope = _valid_scope(scope.resolved_scope(scope.current_scope(context)))
+        if carried_scope:
+            carrier["scope"] = carried_scope
+        where = scope.current_position(context)
         if where is not None:
             carrier["position"] = [where.workflow_name, where.entity_path]
         headers[HEADER] = carrier
@@ -151,15 +153,17 @@ def _sender(carrier: Mapping[str, Any]) -> SpanContext | None:
         if traceparent is not None:
             logger.debug("ignoring a malformed traceparent in a task's %s header", HEADER)
         return None
+    trace_id, span_id = int(match[1], 16), int(match[2], 16)
+    if not (trace_id and span_id):  # all zeros: W3C's invalid ids
+        return None
     tracestate = carrier.get("tracestate")
-    sender = SpanContext(
-        int(match[1], 16),
-        int(match[2], 16),
+    return SpanContext(
+        trace_id,
+        span_id,
         is_remote=True,
         trace_flags=TraceFlags(int(match[3], 16)),
         trace_state=TraceState.from_header([tracestate]) if isinstance(tracestate, str) else None,
     )
-    return sender if sender.is_valid else None
 
 
 def _on_received(request: Any, **_: Any) -> None:
@@ -221,7 +225,7 @@ def _on_postrun(task_id: str, state: str | None = None, **_: Any) -> None:
     if exception is not None:
         entity.fail(exception)
     if state:
-        entity.span.set_attribute("celery.state", state)
+        entity.span.set_attributes({"celery.state": state})
     entity.end()
 
 
@@ -246,9 +250,9 @@ def _header(request: Any) -> Mapping[str, Any] | None:
     """Our header from a task's request (in the task) or from a worker's received request."""
     carrier = getattr(request, HEADER, None)
     for holder in ("headers", "request_dict"):
-        if carrier is None and isinstance(getattr(request, holder, None), Mapping):
+        if carrier is None and isinstance(getattr(request, holder, None), dict):
             carrier = getattr(request, holder).get(HEADER)
-    if carrier is not None and not isinstance(carrier, Mapping):
+    if carrier is not None and not isinstance(carrier, dict):
         logger.debug("ignoring a %s header that is not a mapping", HEADER)
         return None
     return carrier
@@ -256,14 +260,14 @@ def _header(request: Any) -> Mapping[str, Any] | None:
 
 def _valid_scope(value: Any) -> dict[str, Any]:
     """The scope fields Respan knows, as capped strings (metadata values as spans show them)."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         return {}
     valid: dict[str, Any] = {}
     for key, field in value.items():
-        if key == "metadata" and isinstance(field, Mapping):
+        if key == "metadata" and isinstance(field, dict):
             items = [(k, v) for k, v in field.items() if v is not None][:MAX_METADATA_KEYS]
             valid[key] = {str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH] for k, v in items}
-        elif key == "prompt" and isinstance(field, Mapping):
+        elif key == "prompt" and isinstance(field, dict):
             valid[key] = json.dumps(field, default=str)[:MAX_VALUE_LENGTH]
         elif key in wire.SCOPE_KEYS and isinstance(field, (str, int, float)):
             valid[key] = str(field)[:MAX_VALUE_LENGTH]

@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanContext, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, SpanContext, Status, StatusCode
 
 from . import client, wire
 from .client import CLIENT_KEY
@@ -23,6 +23,10 @@ from .span import EntitySpan
 
 WORKFLOW = "workflow"
 TASK = "task"
+
+# The key OpenTelemetry keeps the current span under in a context, found through its public
+# API: an entity reads its parent and builds its own context with plain dictionary steps.
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
 class Entity:
@@ -53,7 +57,7 @@ class Entity:
             parent_span, base = parent, Context()
         else:
             base = otel_context.get_current() if parent is None else parent
-            parent_span = trace.get_current_span(base).get_span_context()
+            parent_span = span_context_in(base)
 
         if kind == WORKFLOW:
             path = ""
@@ -83,11 +87,9 @@ class Entity:
                 attributes=entity_attributes, links=links, start_time=start_time,
             )
         # What runs inside it sees it as the current span, position and client.
-        self.context = Context({
-            **trace.set_span_in_context(self.span, base),
-            POSITION_KEY: self.position,
-            CLIENT_KEY: self.client,
-        })
+        self.context = Context(
+            {**base, _SPAN_KEY: self.span, POSITION_KEY: self.position, CLIENT_KEY: self.client}
+        )
         self._ended = False
         self._failed_by: BaseException | None = None
 
@@ -140,6 +142,12 @@ class Entity:
         if not self._ended:
             self._ended = True
             self.span.end()
+
+
+def span_context_in(context: Context) -> SpanContext:
+    """The context of the span current in `context`; an invalid one if there is none."""
+    span = context.get(_SPAN_KEY)
+    return INVALID_SPAN_CONTEXT if span is None else span.get_span_context()
 
 
 @contextlib.contextmanager

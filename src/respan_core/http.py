@@ -8,14 +8,14 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 
 from . import scope
 from .client import Respan
-from .entity import WORKFLOW, Entity
+from .entity import WORKFLOW, Entity, span_context_in
 
 logger = logging.getLogger("respan_core")
 
@@ -47,7 +47,7 @@ def incoming_context(environ: Mapping[str, Any]) -> Context:
     workflow nests under it; otherwise an incoming `traceparent` header is honoured.
     """
     current = otel_context.get_current()
-    if trace.get_current_span(current).get_span_context().is_valid:
+    if span_context_in(current).is_valid:
         return current
     propagator = propagate.get_global_textmap()
     for key in _environ_keys(propagator):

@@ -95,10 +95,10 @@ def current_scope(context: Context | None = None) -> Mapping[str, Any]:
     return (otel_context.get_current() if context is None else context).get(SCOPE_KEY, _EMPTY)
 
 
-def resolved_scope() -> dict[str, Any]:
-    """The current scope with lazy values evaluated and empty ones left out."""
+def resolved_scope(scope: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`scope` (else the current one) with lazy values evaluated and empty ones left out."""
     resolved: dict[str, Any] = {}
-    for key, value in current_scope().items():
+    for key, value in (current_scope() if scope is None else scope).items():
         if key == "metadata":
             resolved[key] = dict(value)
             continue
