@@ -5,6 +5,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 from celery import chain, chord, group, signals
@@ -327,3 +328,11 @@ def test_the_header_carries_the_publishing_span_with_its_trace_state():
         publishing.trace_id, publishing.span_id, True
     )
     assert sender.trace_state == publishing.trace_state
+
+
+def test_the_header_carries_a_prompt_given_as_any_mapping():
+    headers = {}
+    with propagate_attributes(prompt=MappingProxyType({"prompt_id": "abc"})):
+        respan_core.celery._on_publish(headers=headers)
+
+    assert headers["respan"]["scope"] == {"prompt": '{"prompt_id": "abc"}'}

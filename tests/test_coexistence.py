@@ -129,7 +129,10 @@ def lookup(item_id):
 
 def create_app():
     app = flask.Flask("shop")  # looked up now: OpenTelemetry's `instrument()` replaces it
-    app.config.update(RESPAN_INSTRUMENT_LITELLM=False, RESPAN_INSTRUMENT_CELERY=False)
+    app.config.update(
+        RESPAN_INSTRUMENT_LITELLM=False, RESPAN_INSTRUMENT_CELERY=False,
+        RESPAN_CUSTOMER_IDENTIFIER=lambda: "user_7",
+    )
 
     @app.get("/items/<int:item_id>")
     def item(item_id):
@@ -217,6 +220,9 @@ def test_under_the_applications_own_flask_instrumentation_one_trace_per_request(
                 "ours": sorted(span.name for span in in_trace),
                 "workflow_under_server": parent_id(workflow) == server.context.span_id,
                 "task_under_workflow": parent_id(inner) == workflow.context.span_id,
+                "customers": [
+                    span.attributes.get(wire.CUSTOMER_IDENTIFIER) for span in (workflow, inner)
+                ],
             })
         print(json.dumps({
             "statuses": statuses,
@@ -232,6 +238,7 @@ def test_under_the_applications_own_flask_instrumentation_one_trace_per_request(
         "ours": ["GET /items/<int:item_id>", "lookup.task"],
         "workflow_under_server": True,
         "task_under_workflow": True,
+        "customers": ["user_7", "user_7"],
     }
     assert result == {
         "statuses": [200, 200],

@@ -1,8 +1,11 @@
 """`propagate_attributes` and the `Respan(...)` defaults: identity stamped on every span."""
 
 import json
+from types import MappingProxyType
 
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from respan_core import Respan, propagate_attributes, task, wire, workflow
@@ -288,6 +291,27 @@ def test_a_plain_span_under_a_task_gets_the_task_path(respan):
     assert attributes[wire.ENTITY_NAME] == "completion"
 
 
+def test_a_context_another_library_attaches_keeps_the_scope_and_the_position(respan):
+    # A consumer continuing a producer's trace, or OpenTelemetry's Flask and Celery hooks,
+    # attach a context extracted from headers: an empty one but for the remote span.
+    incoming = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+    @workflow(name="consume")
+    def consume():
+        with propagate_attributes(customer_identifier="user_1"):
+            token = otel_context.attach(propagate.extract(incoming))
+            try:
+                _span(respan, "completion")
+            finally:
+                otel_context.detach(token)
+
+    consume()
+
+    attributes = respan.spans()["completion"]
+    assert attributes[CUSTOMER] == "user_1"
+    assert attributes[wire.WORKFLOW_NAME] == "consume"
+
+
 def test_a_plain_span_outside_any_workflow_gets_no_position(respan):
     _span(respan, "completion")
 
@@ -305,3 +329,10 @@ def test_metadata_under_a_secret_looking_key_is_redacted(respan):
     assert attributes["respan.metadata.api_key"] == "[REDACTED]"
     assert attributes["respan.metadata.plan"] == "pro"
     assert attributes["respan.metadata.n"] == "3"
+
+
+def test_a_prompt_given_as_any_mapping_is_stamped_as_json(respan):
+    with propagate_attributes(prompt=MappingProxyType({"prompt_id": "abc"})):
+        _span(respan, "completion")
+
+    assert json.loads(respan.spans()["completion"][PROMPT]) == {"prompt_id": "abc"}

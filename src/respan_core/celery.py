@@ -74,10 +74,10 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
             carrier["traceparent"] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
             if state:
                 carrier["tracestate"] = state.to_header()
-        carried_scope = _valid_scope(scope.resolved_scope(scope.current_scope(context)))
+        carried_scope = _valid_scope(scope.resolved_scope())
         if carried_scope:
             carrier["scope"] = carried_scope
-        where = scope.current_position(context)
+        where = scope.current_position()
         if where is not None:
             carrier["position"] = [where.workflow_name, where.entity_path]
         headers[HEADER] = carrier
@@ -264,11 +264,11 @@ def _valid_scope(value: Any) -> dict[str, Any]:
         return {}
     valid: dict[str, Any] = {}
     for key, field in value.items():
-        if key == "metadata" and isinstance(field, dict):
+        if key == "metadata" and isinstance(field, Mapping):
             items = [(k, v) for k, v in field.items() if v is not None][:MAX_METADATA_KEYS]
             valid[key] = {str(k)[:MAX_VALUE_LENGTH]: str(v)[:MAX_VALUE_LENGTH] for k, v in items}
-        elif key == "prompt" and isinstance(field, dict):
-            valid[key] = json.dumps(field, default=str)[:MAX_VALUE_LENGTH]
+        elif key == "prompt" and isinstance(field, Mapping):
+            valid[key] = json.dumps(dict(field), default=str)[:MAX_VALUE_LENGTH]
         elif key in wire.SCOPE_KEYS and isinstance(field, (str, int, float)):
             valid[key] = str(field)[:MAX_VALUE_LENGTH]
     return valid

@@ -15,9 +15,9 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -36,8 +36,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 _live: list[Respan] = []  # clients not shut down, oldest first
 _taps: list[SpanExporter] = []  # where every client also hands its finished spans (tests)
-# A key of the OpenTelemetry context: the client of the entity span that is current.
-CLIENT_KEY = otel_context.create_key("respan.client")
+# Set by the entity span that is current (see entity.py), with the position.
+current_client_var: ContextVar[Respan | None] = ContextVar("respan_client", default=None)
 
 
 class Respan:
@@ -239,7 +239,7 @@ def _checked_mode(mode: str, api_key: str | None) -> str:
 
 def active() -> Respan | None:
     """The client of the enclosing entity span, else the newest client not shut down."""
-    return otel_context.get_value(CLIENT_KEY) or (_live[-1] if _live else None)
+    return current_client_var.get() or (_live[-1] if _live else None)
 
 
 def trace_content() -> bool:

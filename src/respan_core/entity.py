@@ -17,8 +17,8 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, SpanContext, Status, StatusCode
 
 from . import client, wire
-from .client import CLIENT_KEY
-from .scope import POSITION_KEY, SCOPE_KEY, Position, current_scope, merge_scopes
+from .client import current_client_var
+from .scope import Position, merge_scopes, position_var, scope_var
 from .span import EntitySpan
 
 WORKFLOW = "workflow"
@@ -32,12 +32,11 @@ _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 class Entity:
     """A started workflow or task span.
 
-    `parent` is the context to start in (the current one by default), or a remote parent
-    span's context (a task's sender), which passes on nothing else. Its span goes to `respan`,
-    else to the client of that context, else to the active client; a task's path continues
-    `outer`, else the position of that context. `activated()` makes it the current span (its
-    position the current position, its client the active one) for the code that runs inside
-    it; `end()` ends it, once, however often it is called.
+    Its span goes to `respan`, else to the active client. `parent` is the context to start
+    in (the current one by default), or a remote parent span's context (a task's sender); a
+    task's path continues `outer` (the current position by default). `activated()` makes it
+    the current span (its position the current position, its client the active one) for the
+    code that runs inside it; `end()` ends it, once, however often it is called.
     """
 
     def __init__(
@@ -53,17 +52,11 @@ class Entity:
         respan: client.Respan | None = None,
         outer: Position | None = None,
     ):
-        if isinstance(parent, SpanContext):  # a remote parent: nothing else is inherited
-            parent_span, base = parent, Context()
-        else:
-            base = otel_context.get_current() if parent is None else parent
-            parent_span = span_context_in(base)
-
         if kind == WORKFLOW:
             path = ""
             self.position = Position(workflow_name=name)
         else:
-            outer = outer or base.get(POSITION_KEY)
+            outer = outer or position_var.get()
             path = f"{outer.entity_path}.{name}" if outer and outer.entity_path else name
             self.position = Position(outer.workflow_name if outer else None, path)
 
@@ -73,8 +66,13 @@ class Entity:
         entity_attributes.update(attributes or {})
 
         self.kind = kind
-        self.client = respan or base.get(CLIENT_KEY) or client.active()
+        self.client = respan or client.active()
         span_name = span_name or f"{name}.{kind}"
+        if isinstance(parent, SpanContext):  # a remote parent: nothing else is inherited
+            parent_span, base = parent, Context()
+        else:
+            base = otel_context.get_current() if parent is None else parent
+            parent_span = span_context_in(base)
         self.span: trace.Span
         if self.client is not None:
             self.span = EntitySpan(
@@ -86,10 +84,7 @@ class Entity:
                 span_name, trace.set_span_in_context(trace.NonRecordingSpan(parent_span), base),
                 attributes=entity_attributes, links=links, start_time=start_time,
             )
-        # What runs inside it sees it as the current span, position and client.
-        self.context = Context(
-            {**base, _SPAN_KEY: self.span, POSITION_KEY: self.position, CLIENT_KEY: self.client}
-        )
+        self.context = Context({**base, _SPAN_KEY: self.span})
         self._ended = False
         self._failed_by: BaseException | None = None
 
@@ -125,6 +120,8 @@ class Entity:
         the whole of that in `restoring_current()`, which undoes this when it is left.
         """
         otel_context.attach(self.context)
+        current_client_var.set(self.client)
+        position_var.set(self.position)
 
     def fail(self, exception: BaseException) -> None:
         """Mark the span as failed by `exception`; a second call for the same one is ignored."""
@@ -152,15 +149,19 @@ def span_context_in(context: Context) -> SpanContext:
 
 @contextlib.contextmanager
 def restoring_current() -> Iterator[None]:
-    """On leaving, make the context current on entering current again.
+    """On leaving, make current again the span, client and position current on entering.
 
     Undoes the `Entity.activate_for_good()` calls made inside, and any OpenTelemetry context
     another library's hook attached inside and left attached.
     """
     token = otel_context.attach(otel_context.get_current())
+    client_token = current_client_var.set(current_client_var.get())
+    position_token = position_var.set(position_var.get())
     try:
         yield
     finally:
+        position_var.reset(position_token)
+        current_client_var.reset(client_token)
         otel_context.detach(token)
 
 
@@ -168,19 +169,26 @@ class _Activation:
     """`Entity.activated()`: a class rather than a generator, as it runs twice per request
     and per task."""
 
-    __slots__ = ("entity", "scope", "token")
+    __slots__ = ("entity", "scope", "tokens")
 
     def __init__(self, entity: Entity, scope: Mapping[str, Any] | None):
         self.entity = entity
         self.scope = scope
 
     def __enter__(self) -> trace.Span:
-        context = self.entity.context
-        if self.scope:
-            merged = merge_scopes(current_scope(context), self.scope)
-            context = Context({**context, SCOPE_KEY: merged})
-        self.token = otel_context.attach(context)
-        return self.entity.span
+        entity = self.entity
+        self.tokens = (
+            otel_context.attach(entity.context),
+            current_client_var.set(entity.client),
+            position_var.set(entity.position),
+            scope_var.set(merge_scopes(scope_var.get(), self.scope)) if self.scope else None,
+        )
+        return entity.span
 
     def __exit__(self, *_: object) -> None:
-        otel_context.detach(self.token)
+        context_token, client_token, position_token, scope_token = self.tokens
+        if scope_token is not None:
+            scope_var.reset(scope_token)
+        position_var.reset(position_token)
+        current_client_var.reset(client_token)
+        otel_context.detach(context_token)

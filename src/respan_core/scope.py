@@ -2,8 +2,8 @@
 
 `propagate_attributes` opens a scope (customer, thread, metadata, environment, ...) that every
 span started inside it carries, LLM spans included. `ScopeProcessor` stamps it onto spans as
-they start. Scopes live in the OpenTelemetry context, beside the current span, so they follow
-threads' and coroutines' own contexts, and the Celery hooks carry them into workers.
+they start. Scopes live in context variables, so they follow threads' and coroutines' own
+contexts, and the Celery hooks carry them into workers.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -28,10 +28,8 @@ logger = logging.getLogger("respan_core")
 Value = str | Callable[[], str | None] | None
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-# Keys of the OpenTelemetry context: the current scope, always a read-only mapping (see
-# `merge_scopes`), and the current position, set by the entity span that is current.
-SCOPE_KEY = otel_context.create_key("respan.scope")
-POSITION_KEY = otel_context.create_key("respan.position")
+# The current scope, always a read-only mapping (see `merge_scopes`).
+scope_var: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
 
 
 @dataclass
@@ -43,6 +41,10 @@ class Position:
 
     workflow_name: str | None
     entity_path: str = ""
+
+
+# Set by the entity span that is current (see entity.py), with the client.
+position_var: ContextVar[Position | None] = ContextVar("respan_position", default=None)
 
 
 @contextlib.contextmanager
@@ -65,12 +67,11 @@ def propagate_attributes(
     None are inherited from the enclosing scope (or the `Respan(...)` defaults).
     """
     fields = {key: value for key, value in locals().items() if value is not None}
-    scope = merge_scopes(current_scope(), fields)
-    token = otel_context.attach(otel_context.set_value(SCOPE_KEY, scope))
+    token = scope_var.set(merge_scopes(scope_var.get(), fields))
     try:
         yield
     finally:
-        otel_context.detach(token)
+        scope_var.reset(token)
 
 
 def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -90,15 +91,14 @@ def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[
     return MappingProxyType(merged)
 
 
-def current_scope(context: Context | None = None) -> Mapping[str, Any]:
-    """The scope of `context`, else of the current context."""
-    return (otel_context.get_current() if context is None else context).get(SCOPE_KEY, _EMPTY)
+def current_scope() -> Mapping[str, Any]:
+    return scope_var.get()
 
 
-def resolved_scope(scope: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`scope` (else the current one) with lazy values evaluated and empty ones left out."""
+def resolved_scope() -> dict[str, Any]:
+    """The current scope with lazy values evaluated and empty ones left out."""
     resolved: dict[str, Any] = {}
-    for key, value in (current_scope() if scope is None else scope).items():
+    for key, value in scope_var.get().items():
         if key == "metadata":
             resolved[key] = dict(value)
             continue
@@ -108,9 +108,8 @@ def resolved_scope(scope: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return resolved
 
 
-def current_position(context: Context | None = None) -> Position | None:
-    """The position of `context`, else of the current context."""
-    return (otel_context.get_current() if context is None else context).get(POSITION_KEY)
+def current_position() -> Position | None:
+    return position_var.get()
 
 
 def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -145,9 +144,10 @@ def evaluate(value: Any) -> Any:
 
 
 def _json(value: Any) -> str:
+    """A prompt's fields as JSON: any mapping as an object, what JSON lacks as its str()."""
     import json
 
-    return json.dumps(value, default=str)
+    return json.dumps(dict(value) if isinstance(value, Mapping) else value, default=str)
 
 
 class ScopeProcessor(SpanProcessor):
@@ -164,13 +164,12 @@ class ScopeProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            context = otel_context.get_current() if parent_context is None else parent_context
-            scope = context.get(SCOPE_KEY, _EMPTY)
+            scope = scope_var.get()
             if scope or self._default_attributes is None:
                 attributes = scope_attributes(merge_scopes(self._defaults, scope))
             else:
                 attributes = self._default_attributes
-            where = context.get(POSITION_KEY)
+            where = position_var.get()
             if where is not None:
                 attributes = {**attributes, **_position_attributes(span.name, where)}
             if attributes:
