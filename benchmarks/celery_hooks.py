@@ -3,20 +3,21 @@
 Each configuration runs in a process of its own: a Celery app on Kombu's in-memory transport
 sends a no-op task inside a parent span (the publish hook) and runs it from the message's
 headers (the prerun and postrun hooks), in rounds of 500 tasks that the configurations take
-in turn (see rounds.py); the median over the turns counts. The in-memory broker keeps every
-message in the process, where a real one would not: it is emptied before each round, or the
-garbage collector's work on the growing pile would count towards every configuration. Spans go through a batch
-processor to an exporter that discards them, the same for both instrumentations.
+in turn (see rounds.py); the median over the turns counts. Spans go through a batch processor
+to an exporter that discards them, the same for both instrumentations. The in-memory broker
+keeps every message in the process, where a real one would not: it is emptied before each
+round, or the garbage collector's work on the growing pile would count for every
+configuration. With valgrind installed, the instructions each adds per task are counted too.
 
-    python benchmarks/celery_hooks.py            # prints per-task costs and the ratio
+    python benchmarks/celery_hooks.py            # prints per-task costs and the ratios
 
 Target: our added cost is at most 0.25 of opentelemetry-instrumentation-celery's.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
-import time
 
 import rounds
 
@@ -70,15 +71,7 @@ def serve(config: str) -> None:
     for _ in range(200):  # warm up
         one_task()
     channel = app.connection_for_write().default_channel
-
-    def one_round() -> float:
-        channel.queue_purge("celery")
-        started = time.perf_counter()
-        for _ in range(TASKS):
-            one_task()
-        return (time.perf_counter() - started) / TASKS * 1e6
-
-    rounds.serve(one_round)
+    rounds.serve(one_task, TASKS, before_round=lambda: channel.queue_purge("celery"))
 
 
 def main() -> None:
@@ -86,13 +79,22 @@ def main() -> None:
         serve(sys.argv[2])
         return
 
-    bare, added = rounds.added_costs(__file__, {config: [config] for config in CONFIGS}, TURNS)
+    configurations = {config: [config] for config in CONFIGS}
+    bare, added = rounds.added_costs(__file__, configurations, TURNS)
     ours, theirs = added["respan"], added["opentelemetry"]
     print(f"per task, publish + run, median of {TURNS} turns of {TASKS} tasks each:")
     print(f"  bare Celery                        {bare:8.1f} us")
     print(f"  + respan_core.celery               {ours:+8.1f} us")
     print(f"  + opentelemetry-instrumentation    {theirs:+8.1f} us")
     print(f"ratio of added costs (target <= 0.25): {ours / theirs:.2f}")
+    if shutil.which("valgrind"):
+        bare, added = rounds.added_instructions(__file__, configurations)
+        ours, theirs = added["respan"], added["opentelemetry"]
+        print("instructions per task, counted by callgrind:")
+        print(f"  bare Celery                        {bare:8.0f}")
+        print(f"  + respan_core.celery               {ours:+8.0f}")
+        print(f"  + opentelemetry-instrumentation    {theirs:+8.0f}")
+        print(f"ratio of added instructions: {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

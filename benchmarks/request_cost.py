@@ -8,7 +8,8 @@ tracing on and a transport that sends nothing. "one bare span" is the smallest i
 there is: a middleware (Django) or WSGI wrapper (Flask) that starts and ends one OpenTelemetry
 SDK span per request, with no context, attributes or identity; it is measured the same way,
 as what it adds to the bare app, so that both costs are paid in the same process under the
-same conditions.
+same conditions. With valgrind installed, the instructions each adds per request are counted
+too (see rounds.py).
 
     python benchmarks/request_cost.py
 
@@ -19,9 +20,9 @@ opentelemetry-instrumentation-django's / -flask's added cost.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
-import time
 
 import rounds
 
@@ -170,14 +171,7 @@ def serve(framework: str, config: str) -> None:
     client = django_client(config) if framework == "django" else flask_client(config)
     for _ in range(300):
         client.get("/items/7")
-
-    def one_round() -> float:
-        started = time.perf_counter()
-        for _ in range(REQUESTS):
-            client.get("/items/7")
-        return (time.perf_counter() - started) / REQUESTS * 1e6
-
-    rounds.serve(one_round)
+    rounds.serve(lambda: client.get("/items/7"), REQUESTS)
 
 
 def main() -> None:
@@ -186,20 +180,25 @@ def main() -> None:
         return
 
     for framework in ("django", "flask"):
-        bare, added = rounds.added_costs(
-            __file__, {config: [framework, config] for config in CONFIGS}, TURNS
-        )
+        configurations = {config: [framework, config] for config in CONFIGS}
+        bare, added = rounds.added_costs(__file__, configurations, TURNS)
         print(f"\n{framework}: per request, median of {TURNS} turns of {REQUESTS} requests each")
-        print(f"  bare app                         {bare:8.1f} us")
-        for config, cost in added.items():
-            label = "one bare span" if config == "span" else config
-            print(f"  + {label:30s} {cost:+8.1f} us")
-        print(f"  ours / one bare span             {added['respan'] / added['span']:8.2f}"
-              "  (target <= 1.5)")
-        ours_vs_otel = added["respan"] / added["opentelemetry"]
-        print(f"  ours / opentelemetry             {ours_vs_otel:8.2f}  (target <= 0.25)")
-        print(f"  ours / sentry                    {added['respan'] / added['sentry']:8.2f}")
+        _report(bare, added, " us", ".1f")
+        if shutil.which("valgrind"):
+            print(f"{framework}: instructions per request, counted by callgrind")
+            _report(*rounds.added_instructions(__file__, configurations), "", ".0f")
 
+
+def _report(bare: float, added: dict[str, float], unit: str, form: str) -> None:
+    print(f"  bare app                         {bare:8{form}}{unit}")
+    for config, cost in added.items():
+        label = "one bare span" if config == "span" else config
+        print(f"  + {label:30s} {cost:+8{form}}{unit}")
+    print(f"  ours / one bare span             {added['respan'] / added['span']:8.2f}"
+          "  (target <= 1.5)")
+    ours_vs_otel = added["respan"] / added["opentelemetry"]
+    print(f"  ours / opentelemetry             {ours_vs_otel:8.2f}  (target <= 0.25)")
+    print(f"  ours / sentry                    {added['respan'] / added['sentry']:8.2f}")
 
 if __name__ == "__main__":
     main()

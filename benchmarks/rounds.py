@@ -6,21 +6,81 @@ same configuration can run 1.5x slower in one process than in the next. So each 
 runs in several processes, the processes take turns round by round, the cost a configuration
 adds is taken turn by turn against the bare round of the same turn in the same-numbered
 process, and the median of those is the figure.
+
+Instructions, counted by valgrind's callgrind, are the other measure (`added_instructions`):
+the same count on every run of the same code on the same machine, however busy it is, though
+not a time: cache misses and mispredicted branches cost no instructions.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+CALLS_VARIABLE = "RESPAN_BENCH_CALLS"
 
 
-def serve(one_round: Callable[[], float]) -> None:
-    """In a measured process: run one round (returning its figure) per line read."""
+def serve(
+    one_call: Callable[[], None], per_round: int, before_round: Callable[[], None] = lambda: None
+) -> None:
+    """In a measured process: per line read, time a round of `per_round` calls and print the
+    microseconds per call. With RESPAN_BENCH_CALLS set, make that many calls (in rounds alike)
+    and exit: for counting instructions."""
+    calls = os.environ.get(CALLS_VARIABLE)
+    if calls:
+        for done in range(int(calls)):
+            if done % per_round == 0:
+                before_round()
+            one_call()
+        return
     for _ in sys.stdin:
-        print(json.dumps(one_round()), flush=True)
+        before_round()
+        started = time.perf_counter()
+        for _ in range(per_round):
+            one_call()
+        print(json.dumps((time.perf_counter() - started) / per_round * 1e6), flush=True)
+
+
+def added_instructions(
+    script: str,
+    configurations: Mapping[str, Sequence[str]],
+    bare: str = "bare",
+    calls: tuple[int, int] = (200, 1200),
+) -> tuple[float, dict[str, float]]:
+    """Run `script --serve ARGS...` under callgrind, making `calls[0]` and then `calls[1]`
+    calls: the difference, per call, is what one call costs, start-up and warm-up left out.
+    Returns the bare figure and, per other configuration, the instructions it added."""
+
+    def count(arguments: Sequence[str], number: int) -> int:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+             sys.executable, script, "--serve", *arguments],
+            env={**os.environ, CALLS_VARIABLE: str(number), "PYTHONHASHSEED": "0"},
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        )
+        found = re.search(r"Collected : (\d+)", result.stderr)
+        if result.returncode or not found:
+            raise RuntimeError(f"callgrind failed on {arguments}: {result.stderr[-2000:]}")
+        return int(found[1])
+
+    runs = [(name, number) for name in configurations for number in calls]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        found = pool.map(lambda run: count(configurations[run[0]], run[1]), runs)
+        counts = dict(zip(runs, found, strict=True))
+    per_call = {
+        name: (counts[name, calls[1]] - counts[name, calls[0]]) / (calls[1] - calls[0])
+        for name in configurations
+    }
+    return per_call[bare], {
+        name: figure - per_call[bare] for name, figure in per_call.items() if name != bare
+    }
 
 
 def added_costs(
