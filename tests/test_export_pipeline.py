@@ -126,6 +126,40 @@ def test_a_full_queue_drops_and_counts_without_waiting(caplog):
     client.shutdown(timeout=2)
 
 
+def test_each_full_batch_is_exported_at_once_and_the_rest_waits_for_the_delay():
+    batches = []
+    exported = threading.Event()
+
+    class Recorder:
+        def export(self, spans):
+            batches.append([span.name for span in spans])
+            if sum(map(len, batches)) >= 10:
+                exported.set()
+
+        def shutdown(self):
+            pass
+
+    class Discard:
+        def export(self, spans):
+            pass
+
+        def shutdown(self):
+            pass
+
+    queue = ExportQueue(Recorder(), max_batch_size=5, schedule_delay=60)
+    client = Respan(exporter=Discard())
+    client.tracer_provider.add_span_processor(queue)
+
+    _make_spans(client, 12)
+
+    assert exported.wait(5)  # two full batches, not a minute later
+    time.sleep(0.2)
+    assert [len(batch) for batch in batches] == [5, 5]
+    assert queue.force_flush(2000)
+    assert [len(batch) for batch in batches] == [5, 5, 2]
+    client.shutdown(timeout=2)
+
+
 def test_flush_and_shutdown_return_within_their_timeout_when_the_ingest_hangs(ingest_that):
     server = ingest_that(lambda n: (None, {}))
     client = _client(server)
