@@ -72,10 +72,17 @@ def tick():
     return "tick"
 
 
-@signals.worker_init.connect
-@signals.beat_init.connect
 def start_tracing(**_):
     import respan_core.celery
     from respan_core import Respan
 
     respan_core.celery.connect(Respan(service_name="celery-tests"))
+
+
+# As most applications do, before the worker starts its pool; or, with TEST_CONNECT_IN_CHILD,
+# in each child process once it has started (and built the functions that run its tasks).
+if os.environ.get("TEST_CONNECT_IN_CHILD"):
+    signals.worker_process_init.connect(start_tracing)
+else:
+    signals.worker_init.connect(start_tracing)
+    signals.beat_init.connect(start_tracing)

@@ -34,13 +34,14 @@ def start_worker(ingest, tmp_path):
     """Start a worker (`celery -A celery_app worker` plus `options`) on a queue of its own."""
     workers = []
 
-    def start(*options, broker=None, queue=None, command="worker"):
+    def start(*options, broker=None, queue=None, command="worker", env=None):
         queue = queue or f"{os.environ['TEST_CELERY_QUEUE']}-{uuid.uuid4().hex[:8]}"
         env = {
             **os.environ,
             "RESPAN_API_KEY": "lifecycle-key",
             "RESPAN_BASE_URL": ingest.base_url,
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+            **(env or {}),
         }
         if broker:
             env["TEST_BROKER_URL"] = broker
@@ -96,6 +97,21 @@ def test_every_pool_runs_the_task_in_the_senders_trace(publisher, ingest, start_
     root, (task_span,) = _spans_of(ingest, name, 2)
     assert task_span.parent_span_id == root.span_id
     assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-lc"
+
+
+def test_hooks_connected_in_a_started_child_trace_its_tasks(publisher, ingest, start_worker):
+    # Connected from worker_process_init: the child has already built its tasks' tracers.
+    worker = start_worker(
+        "--pool", "prefork", "--concurrency", "1", env={"TEST_CONNECT_IN_CHILD": "1"}
+    )
+
+    _in_workflow(publisher, "in_child", lambda: add.apply_async((2, 2), queue=worker.queue))
+
+    root, (task_span,) = _spans_of(ingest, "in_child", 2)
+    assert task_span.name == "celery_app.add.task"
+    assert task_span.parent_span_id == root.span_id
+    assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-lc"
+    assert task_span.attributes["celery.state"] == "SUCCESS"
 
 
 def test_a_child_recycled_after_every_task_exports_every_span(publisher, ingest, start_worker):

@@ -1,8 +1,11 @@
 """The Celery hooks with a plain Celery app: a real prefork worker over Redis, and eager mode."""
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -15,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, StatusCode, TraceFlags, TraceState
 
 import respan_core.celery
-from respan_core import Respan, propagate_attributes, wire, workflow
+from respan_core import Respan, propagate_attributes, task, wire, workflow
 
 HERE = Path(__file__).resolve().parent
 
@@ -153,6 +156,61 @@ def test_an_eager_task_failure_propagates_unchanged():
 
     (span,) = [s for s in exporter.get_finished_spans() if s.name == "celery_app.fail.workflow"]
     assert span.status.status_code is StatusCode.ERROR
+
+
+def test_the_task_span_encloses_other_receivers_of_the_run_signals():
+    exporter = InMemorySpanExporter()
+    client = Respan(exporter=exporter)
+    respan_core.celery.connect(client)
+    before, after = task(name="before")(lambda **_: None), task(name="after")(lambda **_: None)
+    signals.task_prerun.connect(before, weak=False)
+    signals.task_postrun.connect(after, weak=False)
+    try:
+        assert add.apply(args=(2, 3)).get() == 5
+        client.flush()
+    finally:
+        signals.task_prerun.disconnect(before)
+        signals.task_postrun.disconnect(after)
+        client.shutdown()
+
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    task_span = spans["celery_app.add.workflow"]
+    for name in ("before.task", "after.task"):
+        assert spans[name].context.trace_id == task_span.context.trace_id
+        assert spans[name].parent.span_id == task_span.context.span_id
+
+
+def test_a_consumer_imported_before_the_hooks_builds_tracers_that_trace():
+    # A worker's consumer builds its tracers again each time it reconnects to the broker, with
+    # the build_tracer it imported: hooks connected after that import must be in those too.
+    task_id = str(uuid.uuid4())
+    script = f"""
+        import json
+        from celery.worker.consumer import consumer
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        import respan_core.celery
+        from respan_core import Respan
+        from celery_app import add, app
+
+        exporter = InMemorySpanExporter()
+        client = Respan(exporter=exporter)
+        respan_core.celery.connect(client)
+        tracer = consumer.build_tracer(add.name, add, app=app)
+        tracer("{task_id}", (1, 2), {{}}, {{"id": "{task_id}", "retries": 0, "is_eager": False}})
+        client.flush()
+        print(json.dumps([
+            (span.name, span.attributes["celery.task_id"], span.attributes["celery.state"])
+            for span in exporter.get_finished_spans()
+        ]))
+    """
+    path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    spans = json.loads(result.stdout.strip().splitlines()[-1])
+    assert spans == [["celery_app.add.workflow", task_id, "SUCCESS"]]
 
 
 @pytest.fixture
