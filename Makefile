@@ -31,7 +31,8 @@ $(OLDEST)/.installed: pyproject.toml
 	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST)/bin/python -m pip install --quiet -e ".[django,flask,celery]" $(OLDEST_PINS) \
 		flask-login pytest pytest-timeout requests sentry-sdk \
-		opentelemetry-instrumentation-django opentelemetry-instrumentation-flask
+		opentelemetry-instrumentation-django opentelemetry-instrumentation-flask \
+		opentelemetry-instrumentation-celery
 	touch $@
 
 test: $(VENV)/.installed $(OLDEST)/.installed

@@ -180,6 +180,87 @@ def test_the_task_span_encloses_other_receivers_of_the_run_signals():
         assert spans[name].parent.span_id == task_span.context.span_id
 
 
+@pytest.fixture
+def in_process():
+    """A client of this process, the hooks connected to it; its spans, once flushed."""
+    exporter = InMemorySpanExporter()
+    client = Respan(exporter=exporter)
+    respan_core.celery.connect(client)
+
+    def spans():
+        client.flush()
+        return {span.name: span for span in exporter.get_finished_spans()}
+
+    yield spans
+    client.shutdown()
+
+
+def test_under_opentelemetrys_celery_hooks_what_a_task_does_is_under_its_span(in_process):
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    @task(name="inside")
+    def inside():
+        return "done"
+
+    @app.task
+    def calls_inside():
+        return inside()
+
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())  # its own span current in the task
+    try:
+        assert calls_inside.apply().get() == "done"
+    finally:
+        instrumentor.uninstrument()
+
+    spans = in_process()
+    assert spans["inside.task"].parent.span_id == spans[
+        "test_celery_worker.calls_inside.workflow"
+    ].context.span_id
+
+
+@app.task(bind=True)
+def replaced_by_a_failure(self):
+    return self.replace(fail.s())
+
+
+@app.task
+def exits():
+    raise SystemExit(3)
+
+
+def test_an_eager_task_replaced_by_a_failing_one_is_an_error_too(in_process):
+    replaced_by_a_failure.apply()
+
+    spans = in_process()
+    for name in ("test_celery_worker.replaced_by_a_failure.workflow", "celery_app.fail.task"):
+        assert spans[name].status.status_code is StatusCode.ERROR
+        assert spans[name].attributes["celery.state"] == "FAILURE"
+        assert spans[name].events[0].attributes["exception.type"] == "celery_app.TaskFailed"
+
+
+def test_a_task_celery_cannot_run_is_an_error_not_a_success(in_process):
+    from celery.app.trace import build_tracer
+
+    tracer = build_tracer(add.name, add, app=app)  # as a worker runs a task from a message
+    tracer("t-1", (1,), [("y", 2)], {"id": "t-1", "is_eager": False})  # kwargs not a mapping
+
+    span = in_process()["celery_app.add.workflow"]
+    assert span.attributes["celery.state"] == "FAILURE"
+    assert span.status.status_code is StatusCode.ERROR
+    assert "InvalidTaskError" in span.events[0].attributes["exception.type"]
+
+
+def test_an_eager_task_that_exits_still_ends_its_span(in_process):
+    with pytest.raises(SystemExit):
+        exits.apply(throw=True)
+
+    span = in_process()["test_celery_worker.exits.workflow"]
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["celery.state"] == "FAILURE"
+
+
 def test_a_consumer_imported_before_the_hooks_builds_tracers_that_trace():
     # A worker's consumer builds its tracers again each time it reconnects to the broker, with
     # the build_tracer it imported: hooks connected after that import must be in those too.

@@ -16,6 +16,7 @@ events come through signals: a failure, a retry, a task lost with its process.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -23,13 +24,14 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
 from celery import signals
 from celery._state import _get_active_apps
 from celery.app import trace as celery_trace
-from celery.exceptions import TaskRevokedError
+from celery.exceptions import Retry, TaskRevokedError
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanContext, TraceFlags, TraceState
@@ -45,7 +47,6 @@ MAX_METADATA_KEYS = 64
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _FLAGS = {f"{flags:02x}": TraceFlags(flags) for flags in range(256)}  # by traceparent field
 _PUBLISHED_BY = MappingProxyType({"respan.link": "published_by"})
-_running: dict[str, Entity] = {}  # the tasks this process runs, by id
 _received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
 _MAX_RECEIVED = 10_000
 _client: client.Respan | None = None
@@ -63,6 +64,7 @@ def connect(respan: client.Respan | None = None) -> None:
         (signals.before_task_publish, _on_publish),
         (signals.task_received, _on_received),
         (signals.task_failure, _on_failure),
+        (signals.task_internal_error, _on_failure),  # a task Celery could not run at all
         (signals.task_retry, _on_retry),
         (signals.task_revoked, _on_revoked),
         (signals.worker_process_shutdown, _on_shutdown),
@@ -89,6 +91,7 @@ def _trace_task_runs() -> None:
 
 def _tracing_builder(build_tracer: Any) -> Any:
     def build_traced_tracer(name: str, task: Any, *args: Any, **kwargs: Any) -> Any:
+        _keep_span_current_in_run(task)  # before the tracer takes the task's function
         return _traced(task, build_tracer(name, task, *args, **kwargs))
 
     build_traced_tracer.respan = True  # type: ignore[attr-defined]
@@ -102,21 +105,45 @@ def _traced(task: Any, tracer: Any) -> Any:
     name = task.name
 
     def traced(task_id: str, args: Any, kwargs: Any, request: dict | None = None) -> Any:
-        try:
-            entity, activation = _enter_task_span(task_id, name, request or {})
-        except Exception:
-            logger.debug("starting the span of task %s failed", task_id, exc_info=True)
+        run = _start_run(task, task_id, name, request or {})
+        if run is None:
             return tracer(task_id, args, kwargs, request)
         try:
             outcome = tracer(task_id, args, kwargs, request)
         except BaseException as exception:  # an eager task's (throw=True), or SystemExit
-            _leave_task_span(task_id, entity, activation, exception=exception)
+            run.end(exception=exception)
             raise
-        _leave_task_span(task_id, entity, activation, outcome=outcome)
+        run.end(outcome=outcome)
         return outcome
 
     traced.respan = True  # type: ignore[attr-defined]
     return traced
+
+
+def _keep_span_current_in_run(task: Any) -> None:
+    """Make the task's span current again inside the task's function if another library's
+    task_prerun receiver (opentelemetry-instrumentation-celery's) made a span of its own
+    current meanwhile: what the task does belongs under the task's span."""
+    run = task.run
+    if getattr(run, "respan", False):
+        return
+
+    @functools.wraps(run)
+    def run_under_task_span(*args: Any, **kwargs: Any) -> Any:
+        current = _current_run.get()
+        if current is None or current.task is not task or current.body_started:
+            return run(*args, **kwargs)  # called as a function, not by its tracer
+        current.body_started = True
+        if current.entity.is_current():
+            return run(*args, **kwargs)
+        token = otel_context.attach(current.entity.context)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            otel_context.detach(token)
+
+    run_under_task_span.respan = True  # type: ignore[attr-defined]
+    task.run = run_under_task_span
 
 
 def _on_publish(headers: dict | None = None, **_: Any) -> None:
@@ -143,41 +170,58 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
         logger.debug("adding the trace to a task message failed", exc_info=True)
 
 
-def _enter_task_span(task_id: str, name: str, request: dict) -> tuple[Entity, Any]:
-    """Start the span of the task `request` describes and make it current."""
-    entity, carried_scope = _start_task_span(
-        task_id, name, _header(request), request.get("is_eager", False), request.get("retries")
-    )
-    activation = entity.activated(carried_scope)
-    activation.__enter__()
-    _running[task_id] = entity
-    return entity, activation
-
-
-def _leave_task_span(
-    task_id: str,
-    entity: Entity,
-    activation: Any,
-    exception: BaseException | None = None,
-    outcome: Any = None,
-) -> None:
-    """End a task's span once its tracer has returned `outcome` (Celery's trace_ok_t, whose
-    `info` tells a retried or failed task) or raised `exception`."""
-    _running.pop(task_id, None)
+def _start_run(task: Any, task_id: str, name: str, request: dict) -> _Run | None:
+    """Start the span of the task `request` describes and make it current (None if that
+    failed: the task runs all the same)."""
     try:
-        activation.__exit__(None, None, None)
-        if isinstance(exception, SystemExit):
-            return  # the pool terminates this process: its main process reports the task
-        if exception is not None:
-            entity.fail(exception)
-            state = "FAILURE"
-        else:
-            info = getattr(outcome, "info", None)
-            state = getattr(info, "state", None) or ("FAILURE" if entity.failed else "SUCCESS")
-        entity.span.set_attributes({"celery.state": state})
-        entity.end()
+        is_eager = request.get("is_eager", False)
+        entity, carried_scope = _start_task_span(
+            task_id, name, _header(request), is_eager, request.get("retries")
+        )
+        activation = entity.activated(carried_scope)
+        activation.__enter__()
     except Exception:
-        logger.debug("ending the span of task %s failed", task_id, exc_info=True)
+        logger.debug("starting the span of task %s failed", task_id, exc_info=True)
+        return None
+    return _Run(task, task_id, entity, activation, is_eager)
+
+
+class _Run:
+    """A task running in its span: the current one while it runs (the signals Celery sends
+    meanwhile, of a failure or a retry, are about it)."""
+
+    __slots__ = ("task", "task_id", "entity", "activation", "is_eager", "body_started", "token")
+
+    def __init__(self, task: Any, task_id: str, entity: Entity, activation: Any, is_eager: bool):
+        self.task, self.task_id, self.entity, self.activation = task, task_id, entity, activation
+        self.is_eager = is_eager
+        self.body_started = False
+        self.token = _current_run.set(self)
+
+    def end(self, exception: BaseException | None = None, outcome: Any = None) -> None:
+        """End the span once the tracer has returned `outcome` (Celery's trace_ok_t, whose
+        `info` tells a retried or failed task) or raised `exception`."""
+        entity = self.entity
+        try:
+            _current_run.reset(self.token)
+            self.activation.__exit__(None, None, None)
+            if isinstance(exception, SystemExit) and not self.is_eager:
+                return  # the pool terminates this process: its main process reports the task
+            if isinstance(exception, Retry):
+                state = "RETRY"
+            elif exception is not None:
+                entity.fail(exception)
+                state = "FAILURE"
+            else:
+                info = getattr(outcome, "info", None)
+                state = getattr(info, "state", None) or ("FAILURE" if entity.failed else "SUCCESS")
+            entity.span.set_attributes({"celery.state": state})
+            entity.end()
+        except Exception:
+            logger.debug("ending the span of task %s failed", self.task_id, exc_info=True)
+
+
+_current_run: ContextVar[_Run | None] = ContextVar("respan_celery_run", default=None)
 
 
 def _start_task_span(
@@ -254,9 +298,9 @@ def _on_received(request: Any, **_: Any) -> None:
 
 
 def _on_failure(task_id: str, exception: BaseException, **_: Any) -> None:
-    running = _running.get(task_id)
-    if running is not None:
-        running.fail(exception)
+    run = _current_run.get()
+    if run is not None and run.task_id == task_id:
+        run.entity.fail(exception)
     else:
         _report_lost_task(task_id, exception)
 
@@ -278,9 +322,9 @@ def _report_lost_task(task_id: str, exception: BaseException) -> None:
 
 
 def _on_retry(request: Any, reason: Any, **_: Any) -> None:
-    running = _running.get(getattr(request, "id", None) or "")
-    if running is not None:
-        running.span.add_event("celery.retry", {"reason": str(reason)[:1000]})
+    run = _current_run.get()
+    if run is not None and run.task_id == getattr(request, "id", None):
+        run.entity.span.add_event("celery.retry", {"reason": str(reason)[:1000]})
 
 
 def _on_revoked(request: Any, terminated: bool = False, signum: Any = None, **_: Any) -> None:

@@ -131,6 +131,10 @@ class Entity:
         self.span.record_exception(exception)
         self.span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
 
+    def is_current(self) -> bool:
+        """Whether this entity's span is the current span."""
+        return otel_context.get_current().get(_SPAN_KEY) is self.span
+
     @property
     def failed(self) -> bool:
         return self._failed_by is not None
