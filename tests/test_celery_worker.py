@@ -220,6 +220,60 @@ def test_under_opentelemetrys_celery_hooks_what_a_task_does_is_under_its_span(in
     ].context.span_id
 
 
+def test_beside_sentrys_celery_integration_a_task_is_one_span_with_what_it_does_under_it():
+    # In a process of its own: sentry-sdk wraps Celery's build_tracer as the hooks do.
+    script = """
+        import json
+        import sentry_sdk
+        from celery import Celery
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from sentry_sdk.integrations.celery import CeleryIntegration
+        from sentry_sdk.transport import Transport
+        import respan_core.celery
+        from respan_core import Respan, task
+
+        class Nowhere(Transport):
+            def capture_envelope(self, envelope):
+                pass
+
+        sentry_sdk.init(dsn="http://key@127.0.0.1:9/1", transport=Nowhere,
+                        integrations=[CeleryIntegration()], traces_sample_rate=1.0)
+        exporter = InMemorySpanExporter()
+        client = Respan(exporter=exporter)
+        respan_core.celery.connect(client)
+        app = Celery("sentried", broker="memory://")
+
+        @task(name="inside")
+        def inside():
+            return 1
+
+        @app.task
+        def work():
+            return inside()
+
+        assert work.apply().get() == 1
+        client.flush()
+        spans = exporter.get_finished_spans()
+        (task_span,) = [span for span in spans if span.name == "sentried.work.workflow"]
+        print(json.dumps({
+            "names": sorted(span.name for span in spans),
+            "inside_under_task": [
+                span.parent.span_id == task_span.context.span_id
+                for span in spans if span.name == "inside.task"
+            ],
+        }))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "names": ["inside.task", "sentried.work.workflow"],
+        "inside_under_task": [True],
+    }
+
+
 @app.task(bind=True)
 def replaced_by_a_failure(self):
     return self.replace(fail.s())
