@@ -10,8 +10,10 @@ The span is opened around the function Celery builds to run a task (its "tracer"
 `celery.app.trace.build_tracer`), as sentry-sdk does, rather than in the task_prerun and
 task_postrun signals: so it encloses everything Celery does for the task (other receivers of
 those signals, the task's own handlers, storing its result), and Celery does not dispatch two
-signals per task to us, which is as much as a fifth of what the hooks cost. Only the rare
-events come through signals: a failure, a retry, a task lost with its process.
+signals per task to us, which is as much as a fifth of what the hooks cost. The task's own
+function is wrapped as well, to make the span current again should another library's hook
+have made its own span current in between. Only the rare events come through signals: a
+failure, a retry, a task lost with its process.
 """
 
 from __future__ import annotations
