@@ -10,6 +10,8 @@ import time
 
 from celery import Celery, signals
 
+from respan_core import task
+
 app = Celery(
     "celery_app",
     broker=os.environ.get("TEST_BROKER_URL") or os.environ["TEST_REDIS_URL"],
@@ -72,11 +74,27 @@ def tick():
     return "tick"
 
 
+@task(name="lookup")
+def lookup():
+    return "found"
+
+
+@app.task
+def nested():
+    """A task that calls a traced function of the application's."""
+    return lookup()
+
+
 def start_tracing(**_):
     import respan_core.celery
     from respan_core import Respan
 
     respan_core.celery.connect(Respan(service_name="celery-tests"))
+    if os.environ.get("TEST_OPENTELEMETRY_CELERY"):  # the application's own Celery hooks too
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+
+        CeleryInstrumentor().instrument(tracer_provider=TracerProvider())
 
 
 # As most applications do, before the worker starts its pool; or, with TEST_CONNECT_IN_CHILD,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery, signals
-from celery_app import add, sleepy
+from celery_app import add, nested, sleepy
 
 import respan_core.celery
 from respan_core import propagate_attributes, wire, workflow
@@ -97,6 +97,23 @@ def test_every_pool_runs_the_task_in_the_senders_trace(publisher, ingest, start_
     root, (task_span,) = _spans_of(ingest, name, 2)
     assert task_span.parent_span_id == root.span_id
     assert task_span.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-lc"
+
+
+def test_beside_opentelemetrys_celery_hooks_what_a_task_does_stays_under_its_span(
+    publisher, ingest, start_worker
+):
+    worker = start_worker(
+        "--pool", "prefork", "--concurrency", "1", env={"TEST_OPENTELEMETRY_CELERY": "1"}
+    )
+
+    _in_workflow(publisher, "beside_otel", lambda: nested.apply_async(queue=worker.queue))
+
+    root, spans = _spans_of(ingest, "beside_otel", 3)
+    task_span = next(span for span in spans if span.name == "celery_app.nested.task")
+    (inner,) = [span for span in spans if span.name == "lookup.task"]
+    assert task_span.parent_span_id == root.span_id
+    assert inner.parent_span_id == task_span.span_id
+    assert inner.attributes[wire.CUSTOMER_IDENTIFIER] == "customer-lc"
 
 
 def test_hooks_connected_in_a_started_child_trace_its_tasks(publisher, ingest, start_worker):
