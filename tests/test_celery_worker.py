@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import pytest
 from celery import chain, chord, group, signals
-from celery_app import TaskFailed, add, app, doomed, fail, flaky, spawn, total
+from celery_app import TaskFailed, add, app, doomed, fail, flaky, nested, spawn, total
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, StatusCode, TraceFlags, TraceState
@@ -199,25 +199,16 @@ def test_under_opentelemetrys_celery_hooks_what_a_task_does_is_under_its_span(in
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.sdk.trace import TracerProvider
 
-    @task(name="inside")
-    def inside():
-        return "done"
-
-    @app.task
-    def calls_inside():
-        return inside()
-
     instrumentor = CeleryInstrumentor()
     instrumentor.instrument(tracer_provider=TracerProvider())  # its own span current in the task
     try:
-        assert calls_inside.apply().get() == "done"
+        assert nested.apply().get() == "found"
     finally:
         instrumentor.uninstrument()
 
     spans = in_process()
-    assert spans["inside.task"].parent.span_id == spans[
-        "test_celery_worker.calls_inside.workflow"
-    ].context.span_id
+    task_span = spans["celery_app.nested.workflow"]
+    assert spans["lookup.task"].parent.span_id == task_span.context.span_id
 
 
 def test_beside_sentrys_celery_integration_a_task_is_one_span_with_what_it_does_under_it():
