@@ -514,6 +514,16 @@ def test_the_header_carries_the_publishing_span_with_its_trace_state():
     assert sender.trace_state == publishing.trace_state
 
 
+def test_the_header_keeps_leading_zeros_and_flags_and_reads_back_the_same_span_context():
+    publishing = SpanContext(1, 2, is_remote=True, trace_flags=TraceFlags(0))
+    headers = {}
+    with trace.use_span(trace.NonRecordingSpan(publishing)):
+        respan_core.celery._on_publish(headers=headers)
+
+    assert headers["respan"] == {"traceparent": f"00-{1:032x}-{2:016x}-00"}  # no tracestate
+    assert respan_core.celery._sender(headers["respan"]) == publishing  # fields and validity
+
+
 def test_the_header_carries_a_prompt_given_as_any_mapping():
     headers = {}
     with propagate_attributes(prompt=MappingProxyType({"prompt_id": "abc"})):

@@ -36,10 +36,11 @@ from celery.app import trace as celery_trace
 from celery.exceptions import Retry, TaskRevokedError
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanContext, TraceFlags, TraceState
+from opentelemetry.trace import DEFAULT_TRACE_STATE, Link, SpanContext, TraceFlags, TraceState
 
 from . import client, scope, wire
 from .entity import TASK, WORKFLOW, Entity, span_context_in
+from .span import span_context
 
 logger = logging.getLogger("respan_core")
 
@@ -48,6 +49,7 @@ MAX_VALUE_LENGTH = 1000  # longest identity, metadata or position value carried 
 MAX_METADATA_KEYS = 64
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _FLAGS = {f"{flags:02x}": TraceFlags(flags) for flags in range(256)}  # by traceparent field
+_FLAGS_TEXT = {flags: text for text, flags in _FLAGS.items()}
 _PUBLISHED_BY = MappingProxyType({"respan.link": "published_by"})
 _received: OrderedDict[str, tuple[str, Mapping[str, Any] | None, int]] = OrderedDict()
 _MAX_RECEIVED = 10_000
@@ -157,13 +159,17 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
         # A SpanContext is the tuple its type declares: read without a property call each.
         trace_id, span_id, _, flags, state, is_valid = span_context_in(context)
         if is_valid:  # as W3C's traceparent and tracestate headers
-            # %-formatting: a third of the f-string's cost for these padded hex fields.
-            carrier["traceparent"] = "00-%032x-%016x-%02x" % (trace_id, span_id, flags)  # noqa: UP031
-            if state:
+            # Bytes' hex(): cheaper than formatting these padded hex fields.
+            carrier["traceparent"] = (
+                f"00-{trace_id.to_bytes(16, 'big').hex()}-{span_id.to_bytes(8, 'big').hex()}"
+                f"-{_FLAGS_TEXT[flags]}"
+            )
+            if state is not DEFAULT_TRACE_STATE and state:
                 carrier["tracestate"] = state.to_header()
-        carried_scope = _valid_scope(scope.resolved_scope())
-        if carried_scope:
-            carrier["scope"] = carried_scope
+        if scope.scope_var.get():  # else no scope to carry
+            carried_scope = _valid_scope(scope.resolved_scope())
+            if carried_scope:
+                carrier["scope"] = carried_scope
         where = scope.current_position()
         if where is not None:
             carrier["position"] = [where.workflow_name, where.entity_path]
@@ -207,18 +213,17 @@ class _Run:
         try:
             _current_run.reset(self.token)
             self.activation.__exit__(None, None, None)
-            if isinstance(exception, SystemExit) and not self.is_eager:
-                return  # the pool terminates this process: its main process reports the task
-            if isinstance(exception, Retry):
-                state = "RETRY"
-            elif exception is not None:
-                entity.fail(exception)
-                state = "FAILURE"
-            else:
+            if exception is None:
                 info = getattr(outcome, "info", None)
                 state = getattr(info, "state", None) or ("FAILURE" if entity.failed else "SUCCESS")
-            entity.span.set_attributes({"celery.state": state})
-            entity.end()
+            elif isinstance(exception, SystemExit) and not self.is_eager:
+                return  # the pool terminates this process: its main process reports the task
+            elif isinstance(exception, Retry):
+                state = "RETRY"
+            else:
+                entity.fail(exception)
+                state = "FAILURE"
+            entity.end({"celery.state": state})
         except Exception:
             logger.debug("ending the span of task %s failed", self.task_id, exc_info=True)
 
@@ -284,8 +289,11 @@ def _sender(carrier: Mapping[str, Any]) -> SpanContext | None:
     if not (trace_id and span_id):  # all zeros: W3C's invalid ids
         return None
     tracestate = carrier.get("tracestate")
-    state = TraceState.from_header([tracestate]) if isinstance(tracestate, str) else None
-    return SpanContext(trace_id, span_id, True, _FLAGS[match[3]], state)
+    if isinstance(tracestate, str):
+        state = TraceState.from_header([tracestate])
+    else:
+        state = DEFAULT_TRACE_STATE
+    return span_context(trace_id, span_id, True, _FLAGS[match[3]], state)
 
 
 def _on_received(request: Any, **_: Any) -> None:

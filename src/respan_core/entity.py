@@ -27,6 +27,7 @@ TASK = "task"
 # The key OpenTelemetry keeps the current span under in a context, found through its public
 # API: an entity reads its parent and builds its own context with plain dictionary steps.
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+_EMPTY_CONTEXT = Context()  # a context cannot be changed, only copied: one serves all
 
 
 class Entity:
@@ -54,7 +55,7 @@ class Entity:
     ):
         if kind == WORKFLOW:
             path = ""
-            self.position = Position(workflow_name=name)
+            self.position = Position(name)
         else:
             outer = outer or position_var.get()
             path = f"{outer.entity_path}.{name}" if outer and outer.entity_path else name
@@ -69,7 +70,7 @@ class Entity:
         self.client = respan or client.active()
         span_name = span_name or f"{name}.{kind}"
         if isinstance(parent, SpanContext):  # a remote parent: nothing else is inherited
-            parent_span, base = parent, Context()
+            parent_span, base = parent, _EMPTY_CONTEXT
         else:
             base = otel_context.get_current() if parent is None else parent
             parent_span = span_context_in(base)
@@ -139,10 +140,16 @@ class Entity:
     def failed(self) -> bool:
         return self._failed_by is not None
 
-    def end(self) -> None:
+    def end(self, attributes: Mapping[str, Any] | None = None) -> None:
+        """End the span, adding `attributes` (valid ones) as it ends."""
         if not self._ended:
             self._ended = True
-            self.span.end()
+            if isinstance(self.span, EntitySpan):
+                self.span.end(attributes=attributes)
+            else:
+                if attributes:
+                    self.span.set_attributes(attributes)
+                self.span.end()
 
 
 def span_context_in(context: Context) -> SpanContext:

@@ -32,7 +32,7 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 scope_var: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
 
 
-@dataclass
+@dataclass(slots=True)
 class Position:
     """Where a span runs: the enclosing workflow, and the path of the enclosing task if any.
 

@@ -21,7 +21,16 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 logger = logging.getLogger("respan_core")
 
@@ -58,11 +67,11 @@ class EntitySpan(trace.Span, ReadableSpan):
             parent_span: SpanContext | None = parent
             random_id = parent_flags & _RANDOM_TRACE_ID
         else:
-            trace_id, state, parent_span = ids.generate_trace_id(), None, None
+            trace_id, state, parent_span = ids.generate_trace_id(), DEFAULT_TRACE_STATE, None
             random_id = getattr(ids, "is_trace_id_random", bool)()
         super().__init__(
             name,
-            SpanContext(
+            span_context(
                 trace_id, ids.generate_span_id(), False,
                 _SAMPLED_RANDOM_ID if random_id else _SAMPLED, state,
             ),
@@ -179,13 +188,26 @@ class EntitySpan(trace.Span, ReadableSpan):
             self.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {exception}"))
         self.end()
 
-    def end(self, end_time: int | None = None) -> None:
-        """End the span and hand it to the processors; later calls do nothing."""
+    def end(self, end_time: int | None = None, attributes: Mapping[str, Any] | None = None) -> None:
+        """End the span and hand it to the processors; later calls do nothing. `attributes`,
+        the package's own (valid as they are), are added as it ends."""
         with self._lock:
             if self._end_time is not None:
                 return
+            if attributes:
+                self._attributes.update(attributes)
             self._end_time = end_time or time_ns()
         self._processor.on_end(self)
+
+
+def span_context(
+    trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags, state: TraceState
+) -> SpanContext:
+    """A SpanContext of ids known to fit (an id generator's, or a header's checked ones),
+    made as the tuple its type declares: its constructor's range checks cost as much again."""
+    return tuple.__new__(
+        SpanContext, (trace_id, span_id, is_remote, flags, state, bool(trace_id and span_id))
+    )
 
 
 def _add_valid(attributes: dict[str, Any], new: Mapping[str, Any]) -> int:
