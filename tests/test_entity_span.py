@@ -3,6 +3,9 @@ parents, the client's processors, attributes from outside, status, exceptions, e
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -249,3 +252,31 @@ def test_trace_flags_are_the_sdks(respan, exporter):
     assert root.span.get_span_context().trace_flags == expected
     assert child.span.get_span_context().trace_flags == expected
     assert remote_child.span.get_span_context().trace_flags == expected
+
+
+def test_with_no_client_the_span_goes_to_the_applications_tracer_with_its_final_attributes():
+    script = textwrap.dedent(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from respan_core.entity import WORKFLOW, Entity
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        entity = Entity(WORKFLOW, "nightly")
+        entity.end({"celery.state": "SUCCESS"})
+        entity.end({"celery.state": "FAILURE"})  # ended already: nothing changes
+        (span,) = exporter.get_finished_spans()
+        print(span.name, span.attributes["celery.state"])
+        """
+    )
+
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+
+    assert shown.split() == ["nightly.workflow", "SUCCESS"]
