@@ -166,7 +166,7 @@ def _on_publish(headers: dict | None = None, **_: Any) -> None:
             )
             if state is not DEFAULT_TRACE_STATE and state:
                 carrier["tracestate"] = state.to_header()
-        if scope.scope_var.get():  # else no scope to carry
+        if scope.current_scope():  # else no scope to carry
             carried_scope = _valid_scope(scope.resolved_scope())
             if carried_scope:
                 carrier["scope"] = carried_scope

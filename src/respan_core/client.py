@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -26,7 +25,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from . import gateway
 from .batching import ExportQueue
-from .scope import ScopeProcessor
+from .scope import ScopeProcessor, current_var
 
 logger = logging.getLogger("respan_core")
 
@@ -37,7 +36,6 @@ _FALSE = {"0", "false", "no", "off"}
 _live: list[Respan] = []  # clients not shut down, oldest first
 _taps: list[SpanExporter] = []  # where every client also hands its finished spans (tests)
 # Set by the entity span that is current (see entity.py), with the position.
-current_client_var: ContextVar[Respan | None] = ContextVar("respan_client", default=None)
 
 
 class Respan:
@@ -239,7 +237,7 @@ def _checked_mode(mode: str, api_key: str | None) -> str:
 
 def active() -> Respan | None:
     """The client of the enclosing entity span, else the newest client not shut down."""
-    return current_client_var.get() or (_live[-1] if _live else None)
+    return current_var.get().client or (_live[-1] if _live else None)
 
 
 def trace_content() -> bool:

@@ -17,8 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN_CONTEXT, Link, SpanContext, Status, StatusCode
 
 from . import client, wire
-from .client import current_client_var
-from .scope import Position, merge_scopes, position_var, scope_var
+from .scope import Current, Position, current_var, merge_scopes
 from .span import EntitySpan
 
 WORKFLOW = "workflow"
@@ -57,7 +56,7 @@ class Entity:
             path = ""
             self.position = Position(name)
         else:
-            outer = outer or position_var.get()
+            outer = outer or current_var.get().position
             path = f"{outer.entity_path}.{name}" if outer and outer.entity_path else name
             self.position = Position(outer.workflow_name if outer else None, path)
 
@@ -92,12 +91,15 @@ class Entity:
     def rename(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
         """Rename a workflow once its final name is known (a web route, say), adding
         `attributes` that came with the name."""
-        self.span.update_name(name)
         renamed = {wire.ENTITY_NAME: name, **(attributes or {})}
         if self.kind == WORKFLOW:
             self.position.workflow_name = name
             renamed[wire.WORKFLOW_NAME] = name
-        self.span.set_attributes(renamed)
+        if isinstance(self.span, EntitySpan):
+            self.span.update_name(name, renamed)
+        else:
+            self.span.update_name(name)
+            self.span.set_attributes(renamed)
 
     def activated(self, scope: Mapping[str, Any] | None = None) -> _Activation:
         """A context manager in which this entity is current, with `scope` (fields of
@@ -121,8 +123,7 @@ class Entity:
         the whole of that in `restoring_current()`, which undoes this when it is left.
         """
         otel_context.attach(self.context)
-        current_client_var.set(self.client)
-        position_var.set(self.position)
+        current_var.set(Current(self.client, self.position, current_var.get().scope))
 
     def fail(self, exception: BaseException) -> None:
         """Mark the span as failed by `exception`; a second call for the same one is ignored."""
@@ -166,13 +167,11 @@ def restoring_current() -> Iterator[None]:
     another library's hook attached inside and left attached.
     """
     token = otel_context.attach(otel_context.get_current())
-    client_token = current_client_var.set(current_client_var.get())
-    position_token = position_var.set(position_var.get())
+    current_token = current_var.set(current_var.get())
     try:
         yield
     finally:
-        position_var.reset(position_token)
-        current_client_var.reset(client_token)
+        current_var.reset(current_token)
         otel_context.detach(token)
 
 
@@ -188,18 +187,16 @@ class _Activation:
 
     def __enter__(self) -> trace.Span:
         entity = self.entity
+        scope = current_var.get().scope
+        if self.scope:
+            scope = merge_scopes(scope, self.scope)
         self.tokens = (
             otel_context.attach(entity.context),
-            current_client_var.set(entity.client),
-            position_var.set(entity.position),
-            scope_var.set(merge_scopes(scope_var.get(), self.scope)) if self.scope else None,
+            current_var.set(Current(entity.client, entity.position, scope)),
         )
         return entity.span
 
     def __exit__(self, *_: object) -> None:
-        context_token, client_token, position_token, scope_token = self.tokens
-        if scope_token is not None:
-            scope_var.reset(scope_token)
-        position_var.reset(position_token)
-        current_client_var.reset(client_token)
+        context_token, current_token = self.tokens
+        current_var.reset(current_token)
         otel_context.detach(context_token)

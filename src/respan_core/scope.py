@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from . import wire
+
+if TYPE_CHECKING:
+    from .client import Respan
 
 logger = logging.getLogger("respan_core")
 
@@ -28,8 +31,6 @@ logger = logging.getLogger("respan_core")
 Value = str | Callable[[], str | None] | None
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-# The current scope, always a read-only mapping (see `merge_scopes`).
-scope_var: ContextVar[Mapping[str, Any]] = ContextVar("respan_scope", default=_EMPTY)
 
 
 @dataclass(slots=True)
@@ -43,8 +44,19 @@ class Position:
     entity_path: str = ""
 
 
-# Set by the entity span that is current (see entity.py), with the client.
-position_var: ContextVar[Position | None] = ContextVar("respan_position", default=None)
+class Current(NamedTuple):
+    """What the running code runs inside: the client of the current entity span (None: the
+    newest client), its position, and the attribute scope (a read-only mapping, see
+    `merge_scopes`). One context variable holds the three, so that entering an entity span
+    sets one variable besides OpenTelemetry's own."""
+
+    client: Respan | None
+    position: Position | None
+    scope: Mapping[str, Any]
+
+
+_OUTSIDE = Current(None, None, _EMPTY)  # outside any entity span and scope
+current_var: ContextVar[Current] = ContextVar("respan_current", default=_OUTSIDE)
 
 
 @contextlib.contextmanager
@@ -67,11 +79,12 @@ def propagate_attributes(
     None are inherited from the enclosing scope (or the `Respan(...)` defaults).
     """
     fields = {key: value for key, value in locals().items() if value is not None}
-    token = scope_var.set(merge_scopes(scope_var.get(), fields))
+    client, position, scope = current_var.get()
+    token = current_var.set(Current(client, position, merge_scopes(scope, fields)))
     try:
         yield
     finally:
-        scope_var.reset(token)
+        current_var.reset(token)
 
 
 def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -92,13 +105,13 @@ def merge_scopes(outer: Mapping[str, Any], inner: Mapping[str, Any]) -> Mapping[
 
 
 def current_scope() -> Mapping[str, Any]:
-    return scope_var.get()
+    return current_var.get().scope
 
 
 def resolved_scope() -> dict[str, Any]:
     """The current scope with lazy values evaluated and empty ones left out."""
     resolved: dict[str, Any] = {}
-    for key, value in scope_var.get().items():
+    for key, value in current_var.get().scope.items():
         if key == "metadata":
             resolved[key] = dict(value)
             continue
@@ -109,7 +122,7 @@ def resolved_scope() -> dict[str, Any]:
 
 
 def current_position() -> Position | None:
-    return position_var.get()
+    return current_var.get().position
 
 
 def scope_attributes(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -164,12 +177,11 @@ class ScopeProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            scope = scope_var.get()
+            _, where, scope = current_var.get()
             if scope or self._default_attributes is None:
                 attributes = scope_attributes(merge_scopes(self._defaults, scope))
             else:
                 attributes = self._default_attributes
-            where = position_var.get()
             if where is not None:
                 attributes = {**attributes, **_position_attributes(span.name, where)}
             if attributes:

@@ -119,10 +119,14 @@ class EntitySpan(trace.Span, ReadableSpan):
             if self._end_time is None:
                 self._dropped_attributes += _add_valid(self._attributes, attributes)
 
-    def update_name(self, name: str) -> None:
+    def update_name(self, name: str, attributes: Mapping[str, Any] | None = None) -> None:
+        """Rename the span; `attributes`, the package's own (valid as they are), come with
+        the new name."""
         with self._lock:
             if self._end_time is None:
                 self._name = name
+                if attributes:
+                    self._attributes.update(attributes)
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if isinstance(status, StatusCode):
