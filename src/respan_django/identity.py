@@ -22,8 +22,9 @@ def authenticated_user_id(request: Any) -> str | None:
     to report, and forcing it would cost the request a session and a user query.
     """
     user = request.__dict__.get("user")
-    if isinstance(user, LazyObject):
-        user = None if user._wrapped is empty else user._wrapped
+    if isinstance(user, LazyObject):  # read past its proxying __getattribute__, in one step
+        user = object.__getattribute__(user, "_wrapped")
+        user = None if user is empty else user
     if user is None:  # an async view loads it with `await request.auser()`
         user = request.__dict__.get("_acached_user")
     if user is None or not getattr(user, "is_authenticated", False):

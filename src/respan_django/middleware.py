@@ -7,8 +7,10 @@ the view) joins the request's trace and carries its identity.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -21,6 +23,13 @@ from .apps import start
 logger = logging.getLogger("respan_django")
 
 _REQUEST_SPAN = "_respan_span"
+
+
+def _forget_span(request: Any) -> None:
+    """Drop the request's reference to its span once the view is done with it. A request is
+    freed by the garbage collector, not as it goes out of use (its lazy user refers back to
+    it): the span's objects should not wait for the collector with it."""
+    request.__dict__.pop(_REQUEST_SPAN, None)
 
 
 class RespanMiddleware:
@@ -48,6 +57,8 @@ class RespanMiddleware:
         except BaseException as exception:
             self._fail(entity, exception)
             raise
+        finally:
+            _forget_span(request)
         self._finish(entity, identity, response, request_context)
         return response
 
@@ -63,6 +74,8 @@ class RespanMiddleware:
         except BaseException as exception:
             self._fail(entity, exception)
             raise
+        finally:
+            _forget_span(request)
         self._finish(entity, identity, response, request_context)
         return response
 
@@ -92,13 +105,14 @@ class RespanMiddleware:
             logger.warning("Respan could not start the span of a request", exc_info=True)
             return None
 
-    def _identity(self, request: Any) -> dict[str, Callable[[], str | None]]:
+    def _identity(self, request: Any) -> Mapping[str, Callable[[], str | None]]:
         # Evaluated each time a span starts, so identity the view establishes (a login, an
-        # API authentication) is still picked up.
-        return {
-            "customer_identifier": lambda: self.settings.customer_identifier(request),
-            "thread_identifier": lambda: self.settings.thread_identifier(request),
-        }
+        # API authentication) is still picked up. Read-only, as a scope is: it is entered as
+        # it is.
+        return MappingProxyType({
+            "customer_identifier": functools.partial(self.settings.customer_identifier, request),
+            "thread_identifier": functools.partial(self.settings.thread_identifier, request),
+        })
 
     def _streamed_in(self, entity: Entity, response: Any) -> http.RequestContext | None:
         """What a streamed body is made in, after the view returned: what the view ran in."""
@@ -111,7 +125,7 @@ class RespanMiddleware:
     def _finish(
         self,
         entity: Entity,
-        identity: dict[str, Callable[[], str | None]],
+        identity: Mapping[str, Callable[[], str | None]],
         response: Any,
         request_context: http.RequestContext | None,
     ) -> None:
