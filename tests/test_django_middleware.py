@@ -98,6 +98,18 @@ def test_a_request_is_one_workflow_span_named_after_its_route(server, spans):
     assert span.attributes["respan.metadata.service"] == "tests"
 
 
+def test_a_handled_request_no_longer_holds_its_span(server, spans):
+    # A Django request is freed by the garbage collector, not as it goes out of use (its lazy
+    # user refers back to it): the span's objects must not wait for the collector with it.
+    response = Client().get("/items/42/")
+
+    assert response.status_code == 200
+    assert "_respan_span" not in vars(response.wsgi_request)
+    (span,) = spans()
+    assert span.name == "GET /items/<int:pk>/"
+    assert span.attributes["http.response.status_code"] == 200
+
+
 def test_a_path_no_route_matches_names_the_span(server, spans):
     response = requests.get(f"{server}/nowhere/")
 
