@@ -27,7 +27,7 @@ import tempfile
 import rounds
 
 REQUESTS = 500
-TURNS = 15
+TURNS = 60
 CONFIGS = ("bare", "span", "respan", "opentelemetry", "sentry")
 
 

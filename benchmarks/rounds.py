@@ -7,13 +7,6 @@ runs in several processes, the processes take turns round by round, the cost a c
 adds is taken turn by turn against the bare round of the same turn in the same-numbered
 process, and the median of those is the figure.
 
-A third thing is the garbage collector's full collections: one costs in proportion to all the
-process holds (tens of milliseconds for a Django app), so the round it lands in runs several
-times slower than the next, and which rounds they land in decides a turn's difference. So each
-round starts with a collection and with what the process holds frozen (`gc.freeze`, as
-pre-forking servers do): a round pays for collecting what its own calls leave behind (young
-collections, and the full ones its own objects bring on), not for the rest of the heap.
-
 Instructions, counted by valgrind's callgrind, are the other measure (`added_instructions`):
 the same count on every run of the same code on the same machine, however busy it is, though
 not a time: cache misses and mispredicted branches cost no instructions.
@@ -21,7 +14,6 @@ not a time: cache misses and mispredicted branches cost no instructions.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
@@ -45,21 +37,15 @@ def serve(
     if calls:
         for done in range(int(calls)):
             if done % per_round == 0:
-                _start_round(before_round)
+                before_round()
             one_call()
         return
     for _ in sys.stdin:
-        _start_round(before_round)
+        before_round()
         started = time.perf_counter()
         for _ in range(per_round):
             one_call()
         print(json.dumps((time.perf_counter() - started) / per_round * 1e6), flush=True)
-
-
-def _start_round(before_round: Callable[[], None]) -> None:
-    before_round()
-    gc.collect()
-    gc.freeze()
 
 
 def added_instructions(
