@@ -87,16 +87,17 @@ def name_request_span(entity: Entity, method: str, route: str) -> None:
     entity.rename(f"{method} {route}", {"http.route": route})
 
 
-def finish_request_span(
+def response_attributes(
     entity: Entity, status_code: int, identity: Mapping[str, Any] | None = None
-) -> None:
-    """Record the response's status and, the request being handled by now, its `identity`
-    (the scope it ran in): the span started before the application knew the visitor."""
+) -> dict[str, Any]:
+    """The attributes the request span ends with (`entity.end(...)` takes them): the response's
+    status and, the request being handled by now, its `identity` (the scope it ran in), as the
+    span started before the application knew the visitor. A 5xx status marks it failed."""
     attributes: dict[str, Any] = scope.scope_attributes(identity) if identity else {}
     attributes["http.response.status_code"] = status_code
-    entity.span.set_attributes(attributes)
     if status_code >= 500 and not entity.failed:
         entity.span.set_status(Status(StatusCode.ERROR, f"HTTP {status_code}"))
+    return attributes
 
 
 class RequestContext:

@@ -129,13 +129,16 @@ class RespanMiddleware:
         response: Any,
         request_context: http.RequestContext | None,
     ) -> None:
+        attributes = None
         try:
-            http.finish_request_span(entity, response.status_code, identity)
+            attributes = http.response_attributes(entity, response.status_code, identity)
         except Exception:
-            logger.debug("finishing the span of a request failed", exc_info=True)
+            logger.debug("recording the response of a request failed", exc_info=True)
         if request_context is None:
-            entity.end()
+            entity.end(attributes)
             return
+        if attributes:
+            entity.span.set_attributes(attributes)
         # The body is produced after this returns: in the request's context, and the span
         # ends when it is exhausted or the server closes the response.
         traced = http.traced_async_iteration if response.is_async else http.traced_iteration

@@ -142,7 +142,8 @@ class _RequestSpanMiddleware:
             entity = self._started(environ)
             if entity is not None:
                 try:
-                    http.finish_request_span(entity, int(status.split(" ", 1)[0]))
+                    code = int(status.split(" ", 1)[0])
+                    entity.span.set_attributes(http.response_attributes(entity, code))
                 except Exception:
                     logger.debug("recording the status of a request failed", exc_info=True)
             return start_response(status, headers, exc_info)
