@@ -22,7 +22,7 @@ import sys
 import rounds
 
 TASKS = 500
-TURNS = 15
+TURNS = 60
 CONFIGS = ("bare", "respan", "opentelemetry")
 
 
