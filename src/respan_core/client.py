@@ -35,7 +35,6 @@ _FALSE = {"0", "false", "no", "off"}
 
 _live: list[Respan] = []  # clients not shut down, oldest first
 _taps: list[SpanExporter] = []  # where every client also hands its finished spans (tests)
-# Set by the entity span that is current (see entity.py), with the position.
 
 
 class Respan:
