@@ -11,6 +11,7 @@ urlpatterns = [
     path("download/", views.download),
     path("boom/", views.boom),
     path("unavailable/", views.unavailable),
+    path("kept/", views.kept),
     path("stream/", views.stream),
     path("work/", views.work),
     path("stream-work/", views.stream_work),

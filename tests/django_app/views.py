@@ -30,6 +30,15 @@ def unavailable(request):
     return HttpResponse("try later", status=503)
 
 
+handled_requests: list = []
+
+
+def kept(request):
+    """Keeps the request, to look at once the response is sent."""
+    handled_requests.append((request, "_respan_span" in vars(request)))
+    return HttpResponse("kept")
+
+
 streamed_at_ns: list[int] = []
 
 
