@@ -273,6 +273,8 @@ def test_under_the_applications_own_flask_instrumentation_each_request_ends_one_
         print(json.dumps({
             "statuses": statuses,
             "workflows": sorted(span.name for span in workflows),
+            "recorded_statuses": {span.name: span.attributes.get("http.response.status_code")
+                                  for span in workflows},
             "each_under_a_server_span": {parent_id(workflow) for workflow in workflows}
             == {server.context.span_id for server in servers},
             "errors": {span.name: [event.name for event in span.events]
@@ -286,6 +288,9 @@ def test_under_the_applications_own_flask_instrumentation_each_request_ends_one_
     assert result == {
         "statuses": [404, 403, 500, 200],
         "workflows": ["GET /boom", "GET /members", "GET /missing", "GET /stream"],
+        "recorded_statuses": {
+            "GET /boom": 500, "GET /members": 403, "GET /missing": 404, "GET /stream": 200,
+        },
         "each_under_a_server_span": True,
         "errors": {"GET /boom": ["exception"]},
         "streamed_tasks_under_it": [True, True],

@@ -33,7 +33,7 @@ from respan_core import http, propagate_attributes
 from respan_core.check import report, send_test_trace
 from respan_core.client import Respan as RespanClient
 from respan_core.entity import Entity, restoring_current
-from respan_core.scope import merge_scopes, scope_attributes
+from respan_core.scope import merge_scopes
 from respan_core.settings import Settings, client_for, parse_settings
 
 from .identity import logged_in_user_id, session_thread_id
@@ -80,7 +80,7 @@ class Respan:
 
         app.wsgi_app = _RequestSpanMiddleware(app, state)
         app.before_request(_name_request_span)
-        app.after_request(functools.partial(_record_identity, state))
+        app.after_request(functools.partial(_record_response, state))
         got_request_exception.connect(_record_exception, app, weak=False)
         app.cli.add_command(_cli)
 
@@ -112,8 +112,9 @@ class _RequestSpanMiddleware:
 
     Under OpenTelemetry's own Flask instrumentation, whose server span starts in a
     before_request hook, the request span starts in a hook of ours that runs after it instead,
-    so that it nests under the server span. The middleware still ends it, and starts it late
-    for a request no hook of ours reached (a hook before ours answered it, or failed).
+    so that it nests under the server span. The middleware still ends it; a request that hook
+    never reached (a hook before it answered, or failed) gets its span late, as its response is
+    recorded or as the middleware ends it.
     """
 
     def __init__(self, app: Flask, state: _AppState):
@@ -138,25 +139,15 @@ class _RequestSpanMiddleware:
             environ[_ENVIRON_KEY] = entity
             activation = entity.activated(self.state.identity)
 
-        def traced_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
-            entity = self._started(environ)
-            if entity is not None:
-                try:
-                    code = int(status.split(" ", 1)[0])
-                    entity.span.set_attributes(http.response_attributes(entity, code))
-                except Exception:
-                    logger.debug("recording the status of a request failed", exc_info=True)
-            return start_response(status, headers, exc_info)
-
         try:
             with activation:
-                body = self.wsgi_app(environ, traced_start_response)
-                entity = self._started(environ)
+                body = self.wsgi_app(environ, start_response)
+                entity = environ[_ENVIRON_KEY] or _start_late(self.state, environ)
                 # What a streamed body is made in, after this returns: what the view ran in.
                 streamed = environ.get(_STREAMED_KEY)
                 request_context = http.RequestContext(entity) if streamed else None
         except BaseException as exception:
-            entity = self._started(environ)
+            entity = environ[_ENVIRON_KEY] or _start_late(self.state, environ)
             if entity is not None:
                 entity.fail(exception)
                 entity.end()
@@ -188,14 +179,6 @@ class _RequestSpanMiddleware:
                     under = False
             self.under_server_span = under
 
-    def _started(self, environ: dict) -> Entity | None:
-        """The request span, started now if no hook of ours started it: inside OpenTelemetry's
-        server span if that is still current."""
-        entity = environ.get(_ENVIRON_KEY)
-        if entity is None:
-            entity = environ[_ENVIRON_KEY] = _start(self.state, environ)
-        return entity
-
 
 @contextlib.contextmanager
 def _restoring_current_with(identity: Mapping[str, Callable[[], str | None]]) -> Iterator[None]:
@@ -214,6 +197,13 @@ def _start(state: _AppState, environ: dict) -> Entity | None:
     except Exception:
         logger.warning("Respan could not start the span of a request", exc_info=True)
         return None
+
+
+def _start_late(state: _AppState, environ: dict) -> Entity | None:
+    """Start the span of a request our OpenTelemetry hook never reached: inside OpenTelemetry's
+    server span if that is still current."""
+    entity = environ[_ENVIRON_KEY] = _start(state, environ)
+    return entity
 
 
 def _request_span() -> Entity | None:
@@ -241,18 +231,26 @@ def _start_request_span() -> None:
         _name_request_span()
 
 
-def _record_identity(state: _AppState, response: Any) -> Any:
-    # The request span started before the application knew the visitor; by now it may.
+def _record_response(state: _AppState, response: Any) -> Any:
+    """Record the response's status and the visitor's identity: the request span started
+    before the application knew the visitor, and by now it may.
+
+    Flask hands every response it makes to its after_request hooks, error pages included; they
+    run latest added first, so this one, added as the extension starts, sees the response the
+    hooks added after it made.
+    """
     environ = request._get_current_object().environ
-    entity = environ.get(_ENVIRON_KEY)
+    if _ENVIRON_KEY not in environ:
+        return response  # a path not traced
+    entity = environ[_ENVIRON_KEY] or _start_late(state, environ)
     if entity is not None:
         environ[_STREAMED_KEY] = response.is_streamed
         try:
-            identity = scope_attributes(state.identity)
-            if identity:
-                entity.span.set_attributes(identity)
+            entity.span.set_attributes(
+                http.response_attributes(entity, response.status_code, state.identity)
+            )
         except Exception:
-            logger.debug("recording the identity of a request failed", exc_info=True)
+            logger.debug("recording the response of a request failed", exc_info=True)
     return response
 
 
