@@ -11,7 +11,7 @@ import threading
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags, TraceState
@@ -89,6 +89,48 @@ def test_a_processor_added_to_the_clients_provider_later_sees_workflow_spans(res
     Entity(WORKFLOW, "checkout", respan=respan).end()
 
     assert [span.name for span in later.get_finished_spans()] == ["checkout.workflow"]
+
+
+def test_a_processor_added_to_the_clients_provider_sees_each_span_start_end_and_flush(
+    exporter,
+):
+    respan = Respan(exporter=exporter, environment="staging")
+    seen = []
+
+    class Recorder(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            # the client stamps its scope first: this processor sees the stamped span
+            seen.append(("start", span.name, span.attributes.get("respan.environment")))
+
+        def on_end(self, span):
+            seen.append(("end", span.name, span.attributes.get("respan.environment")))
+
+        def force_flush(self, timeout_millis=30000):
+            seen.append(("flush", timeout_millis > 0, None))
+            return True
+
+        def shutdown(self):
+            seen.append(("shutdown", None, None))
+
+    respan.tracer_provider.add_span_processor(Recorder())
+    entity = Entity(WORKFLOW, "checkout", respan=respan)
+    with entity.activated():
+        respan.tracer.start_span("llm.call").end()
+    entity.end()
+    assert respan.flush()
+    respan.tracer_provider.shutdown()
+
+    assert seen == [
+        ("start", "checkout.workflow", "staging"),
+        ("start", "llm.call", "staging"),
+        ("end", "llm.call", "staging"),
+        ("end", "checkout.workflow", "staging"),
+        ("flush", True, None),
+        ("shutdown", None, None),
+    ]
+    assert [span.name for span in exporter.get_finished_spans()] == [
+        "llm.call", "checkout.workflow",
+    ]
 
 
 def test_attributes_set_from_outside_keep_only_valid_values_without_a_warning(

@@ -18,8 +18,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
@@ -95,16 +102,18 @@ class Respan:
         resource = Resource.create({"service.name": service_name or "respan-app"})
         # Always on: an incoming traceparent's "not sampled" flag (which any HTTP client can
         # send) must not switch off tracing of the application's own LLM calls.
-        self.tracer_provider = TracerProvider(
-            resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False
-        )
         self.defaults = {key: value for key, value in defaults.items() if value}
         if self.mode != gateway.GATEWAY:  # the gateway logs the calls itself: no traces
             exporters = [exporter] if exporter else self._exporters(local_store, otlp_endpoint)
             # A queue each: a slow destination holds up no other.
             self.export_queues = [ExportQueue(one) for one in exporters]
-        self.tracer_provider.add_span_processor(
-            _ClientProcessor(ScopeProcessor(self.defaults), self.export_queues)
+        self.tracer_provider = TracerProvider(
+            resource=resource,
+            sampler=ALWAYS_ON,
+            shutdown_on_exit=False,
+            active_span_processor=_ClientProcessor(
+                ScopeProcessor(self.defaults), self.export_queues
+            ),
         )
         self.tracer = self.tracer_provider.get_tracer("respan_core")
         self._tracers: dict[tuple, trace.Tracer] = {}
@@ -193,22 +202,36 @@ def tap(exporter: SpanExporter) -> Iterator[SpanExporter]:
         _taps.remove(exporter)
 
 
-class _ClientProcessor(SpanProcessor):
-    """All a client does with its spans, as one processor, so that each span costs one call
-    as it starts and one as it ends: the scope is stamped on it as it starts; when it ends it
-    goes to the tests' taps if a test is capturing spans, else to the export queues."""
+class _ClientProcessor(SynchronousMultiSpanProcessor):
+    """All a client does with its spans, as its provider's own processor, so that each span
+    costs one call as it starts and one as it ends: the scope is stamped on it as it starts;
+    when it ends it goes to the tests' taps if a test is capturing spans, else to the export
+    queues. Processors added to the provider (`add_span_processor`) see each span after that.
+    """
 
     def __init__(self, scope: ScopeProcessor, queues: Sequence[ExportQueue]):
-        self.on_start = scope.on_start  # the scope processor's own: one call less per span
+        super().__init__()
+        self._scope = scope
         self._queues = tuple(queues)
+        self.on_start = scope.on_start  # while no processor is added: one call less a span
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self.on_start = self._start_in_each
+
+    def _start_in_each(self, span: Span, parent_context: Context | None = None) -> None:
+        self._scope.on_start(span, parent_context)
+        super().on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if _taps:  # a test is capturing spans: they go there and nowhere else
+        if _taps:  # a test is capturing spans: they go there and to no queue
             for exporter in list(_taps):
                 exporter.export([span])
-            return
-        for queue in self._queues:
-            queue.on_end(span)
+        else:
+            for queue in self._queues:
+                queue.on_end(span)
+        if self._span_processors:
+            super().on_end(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
@@ -216,11 +239,13 @@ class _ClientProcessor(SpanProcessor):
         for queue in self._queues:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
             flushed = queue.force_flush(remaining) and flushed
-        return flushed
+        remaining = max(0, int((deadline - time.monotonic()) * 1000))
+        return super().force_flush(remaining) and flushed
 
     def shutdown(self) -> None:
         for queue in self._queues:
             queue.shutdown()
+        super().shutdown()
 
 
 def _checked_mode(mode: str, api_key: str | None) -> str:

@@ -89,7 +89,7 @@ class EntitySpan(trace.Span, ReadableSpan):
         )
         self._lock = threading.Lock()
         self._dropped_attributes = self._dropped_events = self._dropped_links = 0
-        # The provider's own processor list: processors added to it later see these spans too.
+        # The provider's own processor, which hands spans to processors added to it later too.
         self._processor = provider._active_span_processor
         self._processor.on_start(self, context)
 
