@@ -22,7 +22,7 @@ import sys
 import rounds
 
 TASKS = 500
-TURNS = 60
+TURNS = 40
 CONFIGS = ("bare", "respan", "opentelemetry")
 
 

@@ -27,7 +27,7 @@ import tempfile
 import rounds
 
 REQUESTS = 500
-TURNS = 60
+TURNS = 40
 CONFIGS = ("bare", "span", "respan", "opentelemetry", "sentry")
 
 

@@ -4,8 +4,9 @@ Two things move a figure here besides the code measured: slow spells of a shared
 last seconds, and the process itself (where its objects landed in memory, its hash seed): the
 same configuration can run 1.5x slower in one process than in the next. So each configuration
 runs in several processes, the processes take turns round by round, the cost a configuration
-adds is taken turn by turn against the bare round of the same turn in the same-numbered
-process, and the median of those is the figure.
+adds is taken turn by turn against the median of the bare processes' rounds in the same turn
+(so one bare process's own luck is not counted against one other process), and the median of
+those is the figure.
 
 Instructions, counted by valgrind's callgrind, are the other measure (`added_instructions`):
 the same count on every run of the same code on the same machine, however busy it is, though
@@ -88,7 +89,7 @@ def added_costs(
     configurations: Mapping[str, Sequence[str]],
     turns: int,
     bare: str = "bare",
-    processes_each: int = 3,
+    processes_each: int = 5,
 ) -> tuple[float, dict[str, float]]:
     """Start `script --serve ARGS...` `processes_each` times per configuration and take turns.
     Returns the median bare figure and, per other configuration, the median of what it added."""
@@ -114,11 +115,15 @@ def added_costs(
         for process in processes.values():
             process.stdin.close()
             process.wait(timeout=30)
+    bare_by_turn = [
+        statistics.median(figures[bare, copy][turn] for copy in range(processes_each))
+        for turn in range(turns)
+    ]
     added = {
         name: statistics.median(
             one - zero
             for copy in range(processes_each)
-            for one, zero in zip(figures[name, copy], figures[bare, copy], strict=True)
+            for one, zero in zip(figures[name, copy], bare_by_turn, strict=True)
         )
         for name in configurations
         if name != bare
