@@ -7,7 +7,8 @@ in turn (see rounds.py); the median over the turns counts. Spans go through a ba
 to an exporter that discards them, the same for both instrumentations. The in-memory broker
 keeps every message in the process, where a real one would not: it is emptied before each
 round, or the garbage collector's work on the growing pile would count for every
-configuration. With valgrind installed, the instructions each adds per task are counted too.
+configuration. With valgrind installed, the instructions and cache misses each adds per task
+are counted too.
 
     python benchmarks/celery_hooks.py            # prints per-task costs and the ratios
 
@@ -88,13 +89,13 @@ def main() -> None:
     print(f"  + opentelemetry-instrumentation    {theirs:+8.1f} us")
     print(f"ratio of added costs (target <= 0.25): {ours / theirs:.2f}")
     if shutil.which("valgrind"):
-        bare, added = rounds.added_instructions(__file__, configurations)
-        ours, theirs = added["respan"], added["opentelemetry"]
-        print("instructions per task, counted by callgrind:")
-        print(f"  bare Celery                        {bare:8.0f}")
-        print(f"  + respan_core.celery               {ours:+8.0f}")
-        print(f"  + opentelemetry-instrumentation    {theirs:+8.0f}")
-        print(f"ratio of added instructions: {ours / theirs:.2f}")
+        for measure, (bare, added) in rounds.added_counts(__file__, configurations).items():
+            ours, theirs = added["respan"], added["opentelemetry"]
+            print(f"{measure} per task, counted by cachegrind:")
+            print(f"  bare Celery                        {bare:8.0f}")
+            print(f"  + respan_core.celery               {ours:+8.0f}")
+            print(f"  + opentelemetry-instrumentation    {theirs:+8.0f}")
+            print(f"ratio of added {measure}: {ours / theirs:.2f}")
 
 
 if __name__ == "__main__":

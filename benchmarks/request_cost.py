@@ -8,8 +8,8 @@ tracing on and a transport that sends nothing. "one bare span" is the smallest i
 there is: a middleware (Django) or WSGI wrapper (Flask) that starts and ends one OpenTelemetry
 SDK span per request, with no context, attributes or identity; it is measured the same way,
 as what it adds to the bare app, so that both costs are paid in the same process under the
-same conditions. With valgrind installed, the instructions each adds per request are counted
-too (see rounds.py).
+same conditions. With valgrind installed, the instructions and cache misses each adds per
+request are counted too (see rounds.py).
 
     python benchmarks/request_cost.py
 
@@ -185,8 +185,9 @@ def main() -> None:
         print(f"\n{framework}: per request, median of {TURNS} turns of {REQUESTS} requests each")
         _report(bare, added, " us", ".1f")
         if shutil.which("valgrind"):
-            print(f"{framework}: instructions per request, counted by callgrind")
-            _report(*rounds.added_instructions(__file__, configurations), "", ".0f")
+            for measure, figures in rounds.added_counts(__file__, configurations).items():
+                print(f"{framework}: {measure} per request, counted by cachegrind")
+                _report(*figures, "", ".0f")
 
 
 def _report(bare: float, added: dict[str, float], unit: str, form: str) -> None:
